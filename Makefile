@@ -1,0 +1,30 @@
+# One command per task; README, CI and contributors all use these targets.
+# Every target first runs the bootstrap, which installs only what is missing.
+
+VENV := .venv/bin
+
+.PHONY: bootstrap demo dev test test-db lint format bench
+
+bootstrap:
+	@./scripts/bootstrap
+
+demo: bootstrap  ## start the dev stack, run sample jobs end to end, stop
+	@$(VENV)/jobhook demo
+
+dev: bootstrap  ## run the dev stack until Ctrl-C
+	@$(VENV)/jobhook dev
+
+test: bootstrap  ## the whole suite, with coverage
+	@$(VENV)/pytest --cov=jobhook --cov=functions --cov=handlers --cov-report=term-missing:skip-covered
+
+lint: bootstrap
+	@$(VENV)/ruff check .
+	@$(VENV)/ruff format --check .
+	@$(VENV)/mypy
+
+format: bootstrap
+	@$(VENV)/ruff check --fix .
+	@$(VENV)/ruff format .
+
+bench: bootstrap  ## jobhook against pgqueuer on the dev stack
+	@$(VENV)/jobhook bench

@@ -1,0 +1,283 @@
+"""A private PostgreSQL 15 cluster, the database half of the dev stack and of the test suite.
+
+The cluster is driven through the server's own tools (initdb, pg_ctl) so that a crash is
+recovered the way PostgreSQL recovers it: `pg_ctl start` replays WAL and replaces a stale
+`postmaster.pid`. PostgreSQL refuses to run as root, so as root every server command runs
+as the `postgres` OS user, which owns the data directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+PG_BIN = Path(os.environ.get("JOBHOOK_PG_BIN", "/usr/lib/postgresql/15/bin"))
+SUPERUSER = "postgres"
+PASSWORD = "postgres"  # noqa: S105 - the supabase CLI's local database password; loopback only
+
+# Settings the platform needs: pg_cron preloaded for the database the migrations run in
+# (pg_cron refuses `create extension` anywhere else), logical WAL for Realtime.
+BASE_SETTINGS: dict[str, str] = {
+    "listen_addresses": "'127.0.0.1'",
+    "unix_socket_directories": "''",
+    "shared_preload_libraries": "'pg_cron'",
+    "cron.database_name": "'postgres'",
+    # Run scheduled commands in background workers: no login, so no password to hand pg_cron.
+    "cron.use_background_workers": "on",
+    "max_worker_processes": "32",
+    "wal_level": "logical",
+    "max_connections": "200",
+    "timezone": "'UTC'",
+    "log_timezone": "'UTC'",
+    "log_line_prefix": "'%m [%p] %q%u@%d '",
+}
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be created, started or stopped; the message says what to do."""
+
+
+def server_reachable(root: Path) -> Path:
+    """`root`, or a stand-in under /var/tmp when the server user cannot reach it.
+
+    As root, the server runs as `postgres`, which cannot enter a checkout under a private home
+    directory such as /root. Rather than loosen the home directory's mode, the cluster then
+    lives in a folder of its own named after the checkout, and is reused across runs all the same.
+    """
+    if os.geteuid() != 0:
+        return root
+    probe = subprocess.run(  # noqa: S603
+        ["runuser", "-u", SUPERUSER, "--", "test", "-x", str(_nearest_existing(root))],  # noqa: S607
+        capture_output=True,
+        check=False,
+    )
+    if probe.returncode == 0:
+        return root
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+    # Reachable by the server user, kept across reboots; made 0700 for that user on init.
+    return Path("/var/tmp") / f"jobhook-{digest}"  # noqa: S108
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.resolve()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_listening(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+@dataclass
+class Cluster:
+    root: Path
+    port: int = 54322
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "pgdata"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "postgres.log"
+
+    @property
+    def extension_dir(self) -> Path:
+        """Where the platform stand-in extensions are installed for this cluster only.
+
+        Debian's PostgreSQL looks for extensions under `extension_destdir` first, then in its own
+        share directory, so `create extension pg_net` finds the stand-in without touching the
+        system and pgcrypto, pg_cron and pgTAP still come from their packages.
+        """
+        return self.root / "extensions"
+
+    @property
+    def url(self) -> str:
+        return self.database_url("postgres")
+
+    def database_url(self, database: str) -> str:
+        return f"postgresql://{SUPERUSER}:{PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def running(self) -> bool:
+        result = self._server_tool(["pg_ctl", "status", "-D", str(self.data_dir)], check=False)
+        return result.returncode == 0
+
+    def init(self) -> None:
+        """Create the data directory once; later runs reuse it."""
+        if self.initialized():
+            return
+        _require_server_binaries()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._hand_to_server_user(self.root)
+        pwfile = self.root / ".pwfile"
+        pwfile.write_text(PASSWORD + "\n")
+        self._hand_to_server_user(pwfile)
+        try:
+            self._server_tool(
+                [
+                    "initdb",
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    SUPERUSER,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write("\ninclude_if_exists = 'jobhook.conf'\n")
+        # The Vault stand-in's root key lives outside the database, as pgsodium's does.
+        key_file = self.data_dir / "vault_root_key"
+        key_file.write_text(secrets.token_hex(32) + "\n")
+        key_file.chmod(0o600)
+        self._hand_to_server_user(key_file)
+
+    def start(self) -> None:
+        """Start the server, or adopt one already running on this data directory.
+
+        The settings file is rewritten on every start so a reused cluster follows the code.
+        After a crash `pg_ctl start` replaces the stale pid file and PostgreSQL replays WAL.
+        """
+        self.init()
+        self._install_extensions()
+        self._write_settings()
+        if self.running():
+            return
+        if port_is_listening(self.port):
+            raise ClusterError(
+                f"port {self.port} is taken by another server; stop it "
+                f"(`ss -ltnp 'sport = :{self.port}'` shows which) or choose another port"
+            )
+        self.log_file.touch()
+        self._hand_to_server_user(self.log_file)
+        result = self._server_tool(
+            [
+                "pg_ctl",
+                "start",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                "120",
+            ],
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ClusterError(
+                f"PostgreSQL did not start: {result.stderr.strip() or result.stdout.strip()}\n"
+                f"last lines of {self.log_file}:\n{_tail(self.log_file)}"
+            )
+
+    def stop(self) -> None:
+        if self.initialized() and self.running():
+            self._server_tool(["pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w"])
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _install_extensions(self) -> None:
+        target = self.extension_dir / _share_dir().relative_to("/") / "extension"
+        target.mkdir(parents=True, exist_ok=True)
+        for item in resources.files("jobhook.platform").iterdir():
+            if item.name.endswith(".control") or (item.name.endswith(".sql") and "--" in item.name):
+                (target / item.name).write_text(item.read_text())
+        for path in [self.extension_dir, *self.extension_dir.rglob("*")]:
+            self._hand_to_server_user(path)
+
+    def _write_settings(self) -> None:
+        merged = {
+            **BASE_SETTINGS,
+            "port": str(self.port),
+            "extension_destdir": f"'{self.extension_dir}'",
+            **self.settings,
+        }
+        text = "".join(f"{key} = {value}\n" for key, value in merged.items())
+        path = self.data_dir / "jobhook.conf"
+        path.write_text(
+            "# written by jobhook on every start; edit the code, not this file\n" + text
+        )
+        self._hand_to_server_user(path)
+
+    def _server_tool(
+        self, argv: list[str], *, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        command = [str(PG_BIN / argv[0]), *argv[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", SUPERUSER, "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+        if check and result.returncode != 0:
+            raise ClusterError(
+                f"{argv[0]} failed: {result.stderr.strip() or result.stdout.strip()}"
+            )
+        return result
+
+    def _hand_to_server_user(self, path: Path) -> None:
+        if os.geteuid() != 0:
+            return
+        server_user = pwd.getpwnam(SUPERUSER)
+        os.chown(path, server_user.pw_uid, server_user.pw_gid)
+        if path.is_dir():
+            path.chmod(0o700)
+
+
+def _require_server_binaries() -> None:
+    if not (PG_BIN / "postgres").exists():
+        raise ClusterError(
+            f"PostgreSQL 15 server binaries are missing from {PG_BIN}; run `make bootstrap` "
+            "(or: sudo apt-get install postgresql-15 postgresql-15-cron)"
+        )
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam(SUPERUSER)
+        except KeyError as exc:
+            raise ClusterError(
+                "running as root needs the `postgres` OS user, which the postgresql-15 "
+                "package creates; run `make bootstrap`"
+            ) from exc
+
+
+def _share_dir() -> Path:
+    result = subprocess.run(  # noqa: S603
+        [str(PG_BIN / "pg_config"), "--sharedir"], capture_output=True, text=True, check=True
+    )
+    return Path(result.stdout.strip())
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

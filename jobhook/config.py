@@ -1,0 +1,49 @@
+"""Settings from the environment, read once at start-up. Names match DESIGN.md's interface."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOCAL_DATABASE_URL = "postgresql://postgres:postgres@127.0.0.1:54322/postgres"
+# The supabase CLI's default local JWT secret (supabase/cli pkg/config/constants.go): not a
+# secret, it signs tokens for a database that only listens on loopback.
+LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str = Field(LOCAL_DATABASE_URL, validation_alias="DATABASE_URL")
+    # Comma-separated; the first signs (when the dev stack seeds Vault), all verify (rotation).
+    # Unset: the app reads the signing secret from Vault.
+    webhook_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="JOBHOOK_WEBHOOK_SECRETS"
+    )
+    supabase_url: str | None = Field(None, validation_alias="SUPABASE_URL")
+    supabase_jwt_secret: str = Field(LOCAL_JWT_SECRET, validation_alias="SUPABASE_JWT_SECRET")
+    job_stuck_timeout_minutes: int | None = Field(
+        None, ge=1, validation_alias="JOB_STUCK_TIMEOUT_MINUTES"
+    )
+
+    executor: str = Field("local", pattern="^(local|modal)$", validation_alias="JOBHOOK_EXECUTOR")
+    max_concurrency: int = Field(64, ge=1, validation_alias="JOBHOOK_MAX_CONCURRENCY")
+    max_concurrency_per_type: int = Field(
+        32, ge=1, validation_alias="JOBHOOK_MAX_CONCURRENCY_PER_TYPE"
+    )
+    worker_id: str | None = Field(None, validation_alias="JOBHOOK_WORKER_ID")
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

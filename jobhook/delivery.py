@@ -1,0 +1,228 @@
+"""The dev stack's stand-in for pg_net's background worker (supabase/pg_net src/worker.c).
+
+pg_net queues each request in `net.http_request_queue` and wakes its worker at commit; the worker
+takes the queue in batches (`DELETE ... RETURNING`, oldest first, pg_net.batch_size = 200), sends
+them concurrently, each under its own timeout, and records one `net._http_response` row per
+request. It never retries, and it expires responses older than pg_net.ttl (6 hours). This worker
+does the same from outside the server: the stand-in `net.wake()` is a NOTIFY, which PostgreSQL
+delivers after commit and never for a rolled-back transaction, so nothing here can block or fail
+the inserting transaction. Like pg_net, it also looks at the queue once a second, so requests
+queued while it was down go out as soon as it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import structlog
+from psycopg.types.json import Jsonb
+
+WAKE_CHANNEL = "pg_net_wake"
+# net.check_worker_is_up() looks for this application_name in pg_stat_activity.
+APPLICATION_NAME = "pg_net worker"
+USER_AGENT = "pg_net/0.20.4"
+
+log = structlog.get_logger("jobhook.delivery")
+
+CONSUME = """
+with rows as (
+  select id from net.http_request_queue order by id limit %(batch_size)s
+)
+delete from net.http_request_queue q
+ using rows
+ where q.id = rows.id
+returning q.id, q.method, q.url, q.timeout_milliseconds, q.headers, q.body
+"""
+
+EXPIRE = """
+with rows as (
+  select ctid from net._http_response
+   where created < now() - %(ttl)s
+   order by created
+   limit %(batch_size)s
+)
+delete from net._http_response r using rows where r.ctid = rows.ctid
+"""
+
+# One statement for a whole batch of responses: arrays in, one row per element out.
+RECORD = """
+insert into net._http_response
+  (id, status_code, content, headers, content_type, timed_out, error_msg)
+select * from unnest(
+  %s::bigint[], %s::integer[], %s::text[], %s::jsonb[], %s::text[], %s::boolean[], %s::text[]
+)
+"""
+
+
+@dataclass(frozen=True)
+class Request:
+    id: int
+    method: str
+    url: str
+    timeout_milliseconds: int
+    headers: dict[str, str]
+    body: bytes | None
+
+
+@dataclass(frozen=True)
+class Response:
+    id: int
+    status_code: int | None = None
+    content: str | None = None
+    headers: dict[str, str] | None = None
+    content_type: str | None = None
+    timed_out: bool = False
+    error_msg: str | None = None
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        batch_size: int = 200,
+        ttl: timedelta = timedelta(hours=6),
+        idle_poll_seconds: float = 1.0,
+    ) -> None:
+        self.database_url = database_url
+        self.batch_size = batch_size
+        self.ttl = ttl
+        self.idle_poll_seconds = idle_poll_seconds
+        self.sent = 0
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._responses: asyncio.Queue[Response] = asyncio.Queue()
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        """Deliver until cancelled; reconnect (with backoff) when the database goes away."""
+        delay = 0.1
+        async with httpx.AsyncClient(headers={"User-Agent": USER_AGENT}) as client:
+            while True:
+                try:
+                    await self._serve(client)
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    self.ready.clear()
+                    log.warning("database unreachable, retrying", error=str(exc), delay=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                else:
+                    delay = 0.1
+
+    async def _serve(self, client: httpx.AsyncClient) -> None:
+        async with (
+            await self._connect() as listener,
+            await self._connect() as queue_conn,
+            await self._connect() as response_conn,
+        ):
+            await listener.execute(f"listen {WAKE_CHANNEL}")
+            writer = asyncio.create_task(self._write_responses(response_conn))
+            self.ready.set()
+            try:
+                await self._expire(queue_conn)
+                while True:
+                    requests = await self._consume(queue_conn)
+                    for request in requests:
+                        task = asyncio.create_task(self._send(client, request))
+                        self._in_flight.add(task)
+                        task.add_done_callback(self._in_flight.discard)
+                    if len(requests) == self.batch_size:
+                        continue
+                    # Wait for the next commit that queued something, or look again in a second.
+                    async for _ in listener.notifies(timeout=self.idle_poll_seconds, stop_after=1):
+                        pass
+                    await self._expire(queue_conn)
+            finally:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(
+            self.database_url, autocommit=True, application_name=APPLICATION_NAME
+        )
+
+    async def _consume(self, conn: psycopg.AsyncConnection[Any]) -> list[Request]:
+        cursor = await conn.execute(CONSUME, {"batch_size": self.batch_size})
+        return [
+            Request(
+                id=row[0],
+                method=row[1],
+                url=row[2],
+                timeout_milliseconds=row[3],
+                headers={str(k): str(v) for k, v in (row[4] or {}).items()},
+                body=row[5],
+            )
+            for row in await cursor.fetchall()
+        ]
+
+    async def _expire(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(EXPIRE, {"ttl": self.ttl, "batch_size": self.batch_size})
+
+    async def _send(self, client: httpx.AsyncClient, request: Request) -> None:
+        timeout = request.timeout_milliseconds / 1000
+        try:
+            reply = await client.request(
+                request.method.upper(),
+                request.url,
+                headers=request.headers,
+                content=request.body,
+                timeout=timeout,
+            )
+        except httpx.TimeoutException:
+            response = Response(
+                id=request.id,
+                timed_out=True,
+                error_msg=f"Timeout of {request.timeout_milliseconds} ms reached",
+            )
+        except httpx.HTTPError as exc:
+            response = Response(id=request.id, error_msg=_curl_style_error(exc))
+        else:
+            response = Response(
+                id=request.id,
+                status_code=reply.status_code,
+                content=reply.text or None,
+                headers=dict(reply.headers),
+                content_type=reply.headers.get("content-type"),
+            )
+        self.sent += 1
+        self._responses.put_nowait(response)
+
+    async def _write_responses(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        while True:
+            batch = [await self._responses.get()]
+            while not self._responses.empty():
+                batch.append(self._responses.get_nowait())
+            await _insert_responses(conn, batch)
+
+    async def drain(self) -> None:
+        """Wait for the requests in flight (used on shutdown and by tests)."""
+        while self._in_flight:
+            await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+
+
+async def _insert_responses(conn: psycopg.AsyncConnection[Any], batch: Sequence[Response]) -> None:
+    await conn.execute(
+        RECORD,
+        (
+            [r.id for r in batch],
+            [r.status_code for r in batch],
+            [r.content for r in batch],
+            [Jsonb(r.headers) if r.headers is not None else None for r in batch],
+            [r.content_type for r in batch],
+            [r.timed_out for r in batch],
+            [r.error_msg for r in batch],
+        ),
+    )
+
+
+def _curl_style_error(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return f"Couldn't connect to server: {exc}"
+    return f"{type(exc).__name__}: {exc}"

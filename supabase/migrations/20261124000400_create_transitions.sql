@@ -1,0 +1,269 @@
+-- The job state machine: one function per transition, one statement each.
+--
+-- Every write after claim is conditional on (id, attempt, status = 'processing'): a runner whose
+-- lease expired and whose job was retried by another runner matches no row and writes nothing.
+-- These functions run as the caller and are executable by service_role (and the owner) only.
+
+-- A cancel request from the owner (supabase-js `update({cancel_requested_at: ...})`) or from
+-- jobhook.cancel: a pending job is cancelled at once; a processing job keeps running until its
+-- runner sees the flag on its next heartbeat. The request's time is the server's, and it cannot
+-- be withdrawn.
+create function jobhook.jobs_on_cancel_request()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if old.cancel_requested_at is not null then
+    raise exception 'job % already has a cancel request from %; it cannot be withdrawn or changed',
+      old.id, old.cancel_requested_at
+      using errcode = '22023';
+  end if;
+  new.cancel_requested_at := now();
+  new.updated_at := now();
+  if old.status = 'pending' then
+    new.status := 'cancelled';
+    new.finished_at := now();
+  end if;
+  return new;
+end;
+$$;
+
+create trigger jobs_on_cancel_request
+  before update of cancel_requested_at on public.jobs
+  for each row
+  when (new.cancel_requested_at is distinct from old.cancel_requested_at)
+  execute function jobhook.jobs_on_cancel_request();
+
+-- pending -> processing for each id that is still pending, due and not cancelled. Returns the
+-- claimed rows (attempt already incremented); ids missing from the result were not claimed.
+create function jobhook.claim(job_ids uuid[], worker_id text default null)
+returns setof public.jobs
+language sql
+set search_path = ''
+as $$
+  update public.jobs j
+     set status = 'processing',
+         attempt = j.attempt + 1,
+         started_at = now(),
+         updated_at = now(),
+         lease_expires_at = now() + make_interval(secs => s.lease_seconds),
+         worker_id = claim.worker_id,
+         progress = 0,
+         progress_message = null,
+         -- the doorbell was answered: count deliveries afresh for the next attempt
+         dispatch_count = 0
+    from jobhook.settings s
+   where j.id = any (job_ids)
+     and j.status = 'pending'
+     and j.run_at <= now()
+     and j.cancel_requested_at is null
+  returning j.*
+$$;
+
+-- Extend the lease, optionally report progress. One row while the attempt is still this
+-- runner's, telling whether the owner asked to cancel; no row when it no longer is.
+create function jobhook.heartbeat(
+  job_id uuid,
+  attempt integer,
+  progress integer default null,
+  message text default null
+)
+returns table (cancel_requested boolean, lease_expires_at timestamptz)
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  if heartbeat.progress is not null and heartbeat.progress not between 0 and 100 then
+    raise exception 'progress must be between 0 and 100, got %', heartbeat.progress
+      using errcode = '22023';
+  end if;
+  return query
+    update public.jobs j
+       set lease_expires_at = now() + make_interval(secs => s.lease_seconds),
+           progress = coalesce(heartbeat.progress, j.progress),
+           progress_message = coalesce(left(heartbeat.message, 1000), j.progress_message),
+           updated_at = now()
+      from jobhook.settings s
+     where j.id = heartbeat.job_id
+       and j.attempt = heartbeat.attempt
+       and j.status = 'processing'
+    returning j.cancel_requested_at is not null, j.lease_expires_at;
+end;
+$$;
+
+-- processing -> completed with the handler's result. False when the attempt is no longer ours.
+create function jobhook.complete(job_id uuid, attempt integer, result jsonb default null)
+returns boolean
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  update public.jobs j
+     set status = 'completed',
+         progress = 100,
+         result = complete.result,
+         error = null,
+         finished_at = now(),
+         updated_at = now(),
+         lease_expires_at = null
+   where j.id = complete.job_id
+     and j.attempt = complete.attempt
+     and j.status = 'processing';
+  return found;
+end;
+$$;
+
+-- The delay before retrying after `attempt` failed: exponential from the type's base, capped,
+-- with equal jitter (half fixed, half random) so a burst of failures does not retry in lockstep.
+create function jobhook.backoff(job_type text, attempt integer)
+returns interval
+language sql
+volatile
+set search_path = ''
+as $$
+  select make_interval(secs =>
+    least(coalesce(t.backoff_max_seconds, 300),
+          coalesce(t.backoff_base_seconds, 2) * power(2, greatest(backoff.attempt - 1, 0)))
+    * (0.5 + random() / 2))
+    from (select 1) one
+    left join jobhook.job_types t on t.name = backoff.job_type
+$$;
+
+-- Where a failed attempt leads: cancelled when the owner asked to cancel meanwhile, pending again
+-- while it may be retried, failed otherwise. Shared by jobhook.fail and the sweep's lease rescue.
+create function jobhook.status_after_failure(
+  cancel_requested_at timestamptz,
+  retryable boolean,
+  attempt integer,
+  max_attempts integer
+)
+returns public.job_status
+language sql
+immutable
+set search_path = ''
+as $$
+  select case
+           when cancel_requested_at is not null then 'cancelled'
+           when retryable and attempt < max_attempts then 'pending'
+           else 'failed'
+         end::public.job_status
+$$;
+
+-- One entry of `errors`, the append-only history of failed attempts.
+create function jobhook.error_entry(attempt integer, message text, kind text)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  select jsonb_build_array(jsonb_build_object(
+    'attempt', attempt, 'at', now(), 'message', message, 'kind', kind
+  ))
+$$;
+
+-- processing -> pending (retry after backoff) or failed (not retryable, or attempts exhausted),
+-- or cancelled when the owner asked to cancel meanwhile. The error is appended to `errors`.
+-- Returns the new status, or null when the attempt is no longer ours.
+create function jobhook.fail(
+  job_id uuid,
+  attempt integer,
+  message text,
+  retryable boolean default true,
+  kind text default 'error'
+)
+returns public.job_status
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  new_status public.job_status;
+  error_text text := left(coalesce(fail.message, 'unknown error'), 4000);
+begin
+  -- The row is locked first so its next status is decided on the version being updated.
+  with decided as (
+    select j.id,
+           jobhook.status_after_failure(
+             j.cancel_requested_at, fail.retryable, j.attempt, j.max_attempts) as status
+      from public.jobs j
+     where j.id = fail.job_id
+       and j.attempt = fail.attempt
+       and j.status = 'processing'
+       for update
+  )
+  update public.jobs j
+     set status = decided.status,
+         run_at = case when decided.status = 'pending'
+                       then now() + jobhook.backoff(j.job_type, j.attempt)
+                       else j.run_at end,
+         finished_at = case when decided.status = 'pending' then null else now() end,
+         error = error_text,
+         errors = j.errors || jobhook.error_entry(j.attempt, error_text, coalesce(fail.kind, 'error')),
+         updated_at = now(),
+         lease_expires_at = null,
+         worker_id = null
+    from decided
+   where j.id = decided.id
+  returning j.status into new_status;
+  return new_status;
+end;
+$$;
+
+-- Without attempt: a cancel request (pending -> cancelled now, processing -> flagged).
+-- With attempt: the runner acknowledging that it stopped a flagged job (processing -> cancelled).
+-- Returns the job's status afterwards, or null when there was nothing to cancel.
+create function jobhook.cancel(job_id uuid, attempt integer default null)
+returns public.job_status
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  new_status public.job_status;
+begin
+  if cancel.attempt is null then
+    update public.jobs j
+       set cancel_requested_at = now()
+     where j.id = cancel.job_id
+       and j.status in ('pending', 'processing')
+       and j.cancel_requested_at is null
+    returning j.status into new_status;
+  else
+    update public.jobs j
+       set status = 'cancelled',
+           finished_at = now(),
+           updated_at = now(),
+           lease_expires_at = null
+     where j.id = cancel.job_id
+       and j.attempt = cancel.attempt
+       and j.status = 'processing'
+       and j.cancel_requested_at is not null
+    returning j.status into new_status;
+  end if;
+  return new_status;
+end;
+$$;
+
+revoke execute on function
+  jobhook.status_after_failure(timestamptz, boolean, integer, integer),
+  jobhook.error_entry(integer, text, text),
+  jobhook.claim(uuid[], text),
+  jobhook.heartbeat(uuid, integer, integer, text),
+  jobhook.complete(uuid, integer, jsonb),
+  jobhook.backoff(text, integer),
+  jobhook.fail(uuid, integer, text, boolean, text),
+  jobhook.cancel(uuid, integer)
+from public;
+grant execute on function
+  jobhook.status_after_failure(timestamptz, boolean, integer, integer),
+  jobhook.error_entry(integer, text, text),
+  jobhook.claim(uuid[], text),
+  jobhook.heartbeat(uuid, integer, integer, text),
+  jobhook.complete(uuid, integer, jsonb),
+  jobhook.backoff(text, integer),
+  jobhook.fail(uuid, integer, text, boolean, text),
+  jobhook.cancel(uuid, integer)
+to service_role;

@@ -1,0 +1,93 @@
+"""The hot queries keep using their indexes (EXPLAIN, on a table with realistic proportions).
+
+The sweep is a PL/pgSQL function, so its statements are planned inside it; auto_explain with
+log_nested_statements reports each of those plans to this session, which is what is checked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import DEMO_USER, act_as_user
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+PARTIAL_INDEXES = {"jobs_pending_run_at_idx", "jobs_processing_idx", "jobs_finished_idx"}
+
+
+@pytest.fixture
+def busy_table(db: Conn) -> Conn:
+    """30,000 finished jobs, 300 pending, 100 processing: most rows are history."""
+    db.execute("update jobhook.settings set max_unfinished_per_user = 100000")
+    db.execute(
+        "insert into public.jobs (user_id, job_type, payload, run_at)"
+        " select %s, 'sample_task', jsonb_build_object('n', n), now() + interval '1 day'"
+        " from generate_series(1, 30400) n",
+        (DEMO_USER,),
+    )
+    db.execute(
+        "update public.jobs set status = 'completed', progress = 100, attempt = 1,"
+        " started_at = now(), finished_at = now() - (random() * interval '20 days')"
+        " where (payload ->> 'n')::int > 400"
+    )
+    db.execute(
+        "update public.jobs set status = 'processing', attempt = 1, started_at = now(),"
+        " lease_expires_at = now() + interval '1 minute' where (payload ->> 'n')::int <= 100"
+    )
+    db.execute("analyze public.jobs")
+    return db
+
+
+def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from nodes(child)
+
+
+def scans_of_jobs(plan: dict[str, Any]) -> list[tuple[str, str | None]]:
+    return [
+        (node["Node Type"], node.get("Index Name"))
+        for node in nodes(plan)
+        if node.get("Relation Name") == "jobs" or node.get("Index Name", "").startswith("jobs_")
+    ]
+
+
+def test_every_statement_of_the_sweep_scans_a_partial_index(busy_table: Conn) -> None:
+    plans: list[dict[str, Any]] = []
+
+    def collect(diag: psycopg.errors.Diagnostic) -> None:
+        message = diag.message_primary or ""
+        if message.startswith("duration:") and "{" in message:
+            plans.append(json.loads(message[message.index("{") :])["Plan"])
+
+    busy_table.add_notice_handler(collect)
+    busy_table.execute("load 'auto_explain'")
+    for setting, value in {
+        "auto_explain.log_min_duration": "0",
+        "auto_explain.log_nested_statements": "on",
+        "auto_explain.log_format": "json",
+        "client_min_messages": "log",
+    }.items():
+        busy_table.execute("select set_config(%s, %s, true)", (setting, value))
+    busy_table.execute("select jobhook.sweep()")
+
+    scans = [scan for plan in plans for scan in scans_of_jobs(plan)]
+    assert scans, "auto_explain reported no plan touching public.jobs"
+    assert not [s for s in scans if s[0] == "Seq Scan"], json.dumps(plans, indent=1)
+    used = {index for _, index in scans if index}
+    assert used >= PARTIAL_INDEXES, used
+
+
+def test_a_users_list_newest_first_uses_its_index(busy_table: Conn) -> None:
+    act_as_user(busy_table, DEMO_USER)
+    row = busy_table.execute(
+        "explain (format json) select id, status, progress from public.jobs"
+        " order by created_at desc limit 20"
+    ).fetchone()
+    assert row is not None
+    scans = scans_of_jobs(row[0][0]["Plan"])
+    assert scans == [("Index Scan", "jobs_user_created_idx")], scans
