@@ -11,20 +11,27 @@ call jobhook.sweep() themselves.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
-from jobhook import database
+from jobhook import database, vault
 from jobhook.cluster import Cluster, free_port
+from jobhook.config import Settings
+from jobhook.stack import Served, serve
 
 DEMO_USER = "00000000-0000-4000-8000-00000000d3e0"
 TEST_JOB_TYPES = [
@@ -182,3 +189,73 @@ def receiver() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- the runtime: delivery worker + app + local executor against the session cluster ------------
+
+
+def insert_job(
+    database_url: str,
+    job_type: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    user_id: str = DEMO_USER,
+    run_at_sql: str | None = None,
+) -> UUID:
+    """Insert one job as `user_id` through the API roles, and commit."""
+    with psycopg.connect(database_url) as conn:
+        act_as_user(conn, user_id)
+        row = conn.execute(
+            "insert into public.jobs (job_type, payload, run_at)"
+            f" values (%s, %s, {run_at_sql or 'now()'}) returning id",
+            (job_type, Jsonb(payload or {})),
+        ).fetchone()
+        assert row is not None
+        return UUID(str(row[0]))
+
+
+async def wait_for_job(
+    database_url: str,
+    job_id: UUID,
+    until: Callable[[dict[str, Any]], bool],
+    *,
+    within: float = 30,
+) -> dict[str, Any]:
+    """Poll the row until `until(row)` holds; fail with the last row seen when it never does."""
+    deadline = time.monotonic() + within
+    async with await psycopg.AsyncConnection.connect(
+        database_url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        while True:
+            cursor = await conn.execute("select * from public.jobs where id = %s", (job_id,))
+            row = await cursor.fetchone()
+            if row is not None and until(row):
+                return row
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} never reached the condition; last: {row}")
+            await asyncio.sleep(0.02)
+
+
+def finished(row: dict[str, Any]) -> bool:
+    return row["status"] in ("completed", "failed", "cancelled")
+
+
+@pytest.fixture
+async def app_stack(committed: Stack) -> AsyncIterator[Served]:
+    """The delivery worker and the app (with the test job types) on a free port."""
+    from functions.app import create_app
+    from tests import handlers_for_tests
+
+    handlers_for_tests.database_url = committed.url
+    port = free_port()
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        vault.write(conn, vault.WEBHOOK_URL, f"http://127.0.0.1:{port}/webhooks/jobs")
+        conn.execute(
+            "create table if not exists public.test_executions"
+            " (job_id uuid, attempt int, at timestamptz default clock_timestamp())"
+        )
+        conn.execute("truncate public.test_executions")
+    settings = Settings(DATABASE_URL=committed.url)
+    app = create_app(settings, job_registry=handlers_for_tests.registry, configure_logging=False)
+    async with serve(settings, port=port, app=app) as served:
+        yield served

@@ -66,12 +66,11 @@ def test_start_adopts_a_running_cluster_and_keeps_its_data(own_cluster: Cluster)
 def test_platform_settings_are_in_force(own_cluster: Cluster) -> None:
     own_cluster.start()
     with psycopg.connect(own_cluster.url) as conn:
-        settings = dict(
-            conn.execute(
-                "select name, setting from pg_settings where name in"
-                " ('wal_level', 'shared_preload_libraries', 'cron.database_name', 'listen_addresses')"
-            ).fetchall()
-        )
+        rows = conn.execute(
+            "select name, setting from pg_settings where name in ('wal_level',"
+            " 'shared_preload_libraries', 'cron.database_name', 'listen_addresses')"
+        ).fetchall()
+    settings: dict[str, str] = dict(rows)
     assert settings == {
         "wal_level": "logical",
         "shared_preload_libraries": "pg_cron",

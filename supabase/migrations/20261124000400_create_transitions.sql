@@ -93,8 +93,14 @@ begin
 end;
 $$;
 
--- processing -> completed with the handler's result. False when the attempt is no longer ours.
-create function jobhook.complete(job_id uuid, attempt integer, result jsonb default null)
+-- processing -> completed with the handler's result, and the last progress message the runner
+-- had not written yet. False when the attempt is no longer ours.
+create function jobhook.complete(
+  job_id uuid,
+  attempt integer,
+  result jsonb default null,
+  progress_message text default null
+)
 returns boolean
 language plpgsql
 set search_path = ''
@@ -104,6 +110,7 @@ begin
   update public.jobs j
      set status = 'completed',
          progress = 100,
+         progress_message = coalesce(left(complete.progress_message, 1000), j.progress_message),
          result = complete.result,
          error = null,
          finished_at = now(),
@@ -252,7 +259,7 @@ revoke execute on function
   jobhook.error_entry(integer, text, text),
   jobhook.claim(uuid[], text),
   jobhook.heartbeat(uuid, integer, integer, text),
-  jobhook.complete(uuid, integer, jsonb),
+  jobhook.complete(uuid, integer, jsonb, text),
   jobhook.backoff(text, integer),
   jobhook.fail(uuid, integer, text, boolean, text),
   jobhook.cancel(uuid, integer)
@@ -262,7 +269,7 @@ grant execute on function
   jobhook.error_entry(integer, text, text),
   jobhook.claim(uuid[], text),
   jobhook.heartbeat(uuid, integer, integer, text),
-  jobhook.complete(uuid, integer, jsonb),
+  jobhook.complete(uuid, integer, jsonb, text),
   jobhook.backoff(text, integer),
   jobhook.fail(uuid, integer, text, boolean, text),
   jobhook.cancel(uuid, integer)

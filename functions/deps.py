@@ -1,0 +1,25 @@
+"""Dependency aliases, so routes read like sentences (`runtime: RuntimeDep`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from functions.runtime import Runtime
+from jobhook.executor import Executor
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_executor(request: Request) -> Executor:
+    executor = get_runtime(request).executor
+    assert executor is not None, "the executor is created when the app starts"
+    return executor
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+ExecutorDep = Annotated[Executor, Depends(get_executor)]

@@ -1,0 +1,56 @@
+"""Liveness and readiness. /health answers while the process lives; the others check what
+the app depends on and answer 503 with the reason when something is missing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from functions.deps import RuntimeDep
+from jobhook import vault
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/health/db", responses={503: {"description": "the database is unreachable"}})
+async def health_db(runtime: RuntimeDep) -> Any:
+    try:
+        await runtime.store.ping()
+    except (psycopg.Error, OSError) as exc:
+        return _unavailable(f"database unreachable: {exc}")
+    return {"status": "ok", "database": "ok"}
+
+
+@router.get("/ready", responses={503: {"description": "not ready, with the reason"}})
+async def ready(runtime: RuntimeDep) -> Any:
+    try:
+        await runtime.store.ping()
+        url = await runtime.store.vault_secret(vault.WEBHOOK_URL)
+        secret = await runtime.store.vault_secret(vault.WEBHOOK_SECRET)
+    except (psycopg.Error, OSError) as exc:
+        return _unavailable(f"database unreachable: {exc}")
+    missing = [
+        name
+        for name, value in ((vault.WEBHOOK_URL, url), (vault.WEBHOOK_SECRET, secret))
+        if not value
+    ]
+    if missing:
+        return _unavailable(
+            f"Vault secret(s) missing: {', '.join(missing)}; jobs cannot be dispatched "
+            "(set [db.vault] in supabase/config.toml, or vault.create_secret)"
+        )
+    if runtime.not_ready:
+        return _unavailable(runtime.not_ready)
+    return {"status": "ok", "database": "ok", "dispatch": "configured"}
+
+
+def _unavailable(reason: str) -> JSONResponse:
+    return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)

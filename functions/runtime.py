@@ -1,0 +1,133 @@
+"""What the app holds for its lifetime: the pool, the verifier, the runner and the executor.
+
+Start-up never fails on an unreachable database: the app comes up, reports why in /ready, and
+keeps trying in the background. (On Modal, a web container whose start-up raised would be
+restarted in a loop, and no health check could say why.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import structlog
+
+from jobhook import vault
+from jobhook.config import Settings
+from jobhook.executor import Executor, LocalExecutor
+from jobhook.registry import Registry
+from jobhook.runner import Runner
+from jobhook.store import Store
+from jobhook.webhook import Verifier
+
+log = structlog.get_logger("jobhook.app")
+
+# How often due jobs (delayed, retries after backoff) are looked for; pg_cron's sweep is the
+# once-a-minute safety net behind this.
+TICK_SECONDS = 1.0
+
+ExecutorFactory = Callable[["Runtime"], Executor]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    registry: Registry
+    store: Store
+    runner: Runner
+    executor: Executor | None = None
+    verifier: Verifier | None = None
+    # Why the app is not ready yet (None once it is).
+    not_ready: str | None = "starting"
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def create(cls, settings: Settings, registry: Registry) -> Runtime:
+        store = Store.open(settings.database_url)
+        worker_id = settings.worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        return cls(settings, registry, store, Runner(store, registry, worker_id))
+
+    async def verify_secrets(self) -> list[str]:
+        """JOBHOOK_WEBHOOK_SECRETS, or else the signing secret the database uses, from Vault."""
+        if self.settings.webhook_secrets:
+            return self.settings.webhook_secrets
+        secret = await self.store.vault_secret(vault.WEBHOOK_SECRET)
+        return [secret] if secret else []
+
+    async def _warm_up(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.store.ping()
+                await asyncio.to_thread(self._sync_catalogue)
+                secrets = await self.verify_secrets()
+                if not secrets:
+                    self.not_ready = (
+                        f"no webhook secret: set JOBHOOK_WEBHOOK_SECRETS or the Vault secret "
+                        f"{vault.WEBHOOK_SECRET}"
+                    )
+                else:
+                    self.verifier = Verifier(secrets)
+                    self.not_ready = None
+                    self._ready.set()
+                    log.info("ready", job_types=sorted(t.name for t in self.registry))
+                    return
+            except (psycopg.Error, OSError) as exc:
+                self.not_ready = f"database unreachable: {exc}"
+            except ValueError as exc:
+                self.not_ready = str(exc)
+            log.warning("not ready; retrying", reason=self.not_ready, delay=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+
+    def _sync_catalogue(self) -> None:
+        with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
+            disabled = self.registry.sync(conn)
+            if disabled:
+                log.warning("job types without a handler were disabled", job_types=disabled)
+            minutes = self.settings.job_stuck_timeout_minutes
+            if minutes is not None:
+                conn.execute("update jobhook.settings set stuck_timeout_minutes = %s", (minutes,))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            if self.not_ready:
+                continue
+            try:
+                await self.store.dispatch_due()
+            except psycopg.Error as exc:
+                log.warning("dispatch of due jobs failed", error=str(exc))
+
+    @contextlib.asynccontextmanager
+    async def running(self, executor_factory: ExecutorFactory | None) -> AsyncIterator[Runtime]:
+        await self.store.pool.open(wait=False)
+        self.executor = (executor_factory or local_executor)(self)
+        self._tasks = [asyncio.create_task(self._warm_up()), asyncio.create_task(self._tick())]
+        try:
+            yield self
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.executor.aclose()
+            await self.store.pool.close()
+
+    async def wait_ready(self) -> None:
+        """Wait until the app can take deliveries (tests and the dev stack use this)."""
+        await self._ready.wait()
+
+
+def local_executor(runtime: Runtime) -> Executor:
+    return LocalExecutor(
+        runtime.runner,
+        max_concurrency=runtime.settings.max_concurrency,
+        max_per_type=runtime.settings.max_concurrency_per_type,
+    )

@@ -1,0 +1,80 @@
+"""POST /webhooks/jobs: verify, parse, hand off, answer 202. Never runs a job inline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from functions.deps import ExecutorDep, RuntimeDep
+from functions.errors import ApiError
+from jobhook import metrics
+from jobhook.executor import Dispatched
+from jobhook.webhook import MAX_BODY_BYTES, DispatchEvent, InvalidWebhook, events
+
+router = APIRouter(tags=["webhooks"])
+log = structlog.get_logger("jobhook.webhook")
+
+
+@router.post(
+    "/webhooks/jobs",
+    status_code=202,
+    responses={
+        401: {"description": "the signature did not verify"},
+        413: {"description": "the body is over 1 MiB"},
+        503: {"description": "the app is starting and cannot verify yet"},
+    },
+)
+async def receive_jobs(request: Request, runtime: RuntimeDep, executor: ExecutorDep) -> Any:
+    body = await _read_capped(request)
+    if runtime.verifier is None:
+        _reject("not_ready", 503, "service_unavailable", runtime.not_ready or "starting")
+    try:
+        runtime.verifier.verify(body, request.headers)  # type: ignore[union-attr]
+    except InvalidWebhook as exc:
+        _reject(exc.reason, 401, "invalid_signature", str(exc))
+    try:
+        event = events.validate_json(body)
+    except ValidationError as exc:
+        _reject(
+            "bad_payload",
+            400,
+            "invalid_payload",
+            "the body is not a jobhook event",
+            exc.errors(include_url=False, include_input=False),
+        )
+    if not isinstance(event, DispatchEvent):
+        metrics.webhook_deliveries.labels("ping").inc()
+        return {"pong": True}
+    deferred = await executor.submit([Dispatched(job.id, job.job_type) for job in event.jobs])
+    metrics.webhook_deliveries.labels("accepted").inc()
+    if deferred:
+        log.warning("executor full; jobs left pending for the sweep", deferred=len(deferred))
+    return {"accepted": len(event.jobs) - len(deferred), "deferred": len(deferred)}
+
+
+async def _read_capped(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        _reject(
+            "body_too_large", 413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes"
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            _reject(
+                "body_too_large",
+                413,
+                "payload_too_large",
+                f"the body is over {MAX_BODY_BYTES} bytes",
+            )
+    return bytes(body)
+
+
+def _reject(reason: str, status: int, code: str, message: str, details: Any = None) -> None:
+    metrics.webhook_deliveries.labels(f"rejected_{reason}").inc()
+    log.warning("webhook rejected", reason=reason, detail=message)
+    raise ApiError(status, code, message, details)

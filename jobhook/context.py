@@ -1,0 +1,86 @@
+"""What a handler receives besides its parameters: progress, cancellation, a logger."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import structlog
+
+from jobhook.store import ClaimedJob
+
+
+class JobCancelled(Exception):
+    """Raised by `JobContext.raise_if_cancelled()` once the owner asked to cancel."""
+
+
+@dataclass
+class JobContext:
+    job: ClaimedJob
+    log: structlog.stdlib.BoundLogger
+    # Set by the runner's heartbeat when the owner sets cancel_requested_at.
+    cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    # Progress not yet written; the heartbeat writes the latest and drops the rest.
+    _pending_progress: tuple[int, str | None] | None = None
+    _progress_reported: asyncio.Event = field(default_factory=asyncio.Event)
+    _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+
+    @property
+    def job_id(self) -> UUID:
+        return self.job.id
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempt
+
+    @property
+    def user_id(self) -> UUID | None:
+        return self.job.user_id
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_requested.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled:
+            raise JobCancelled(f"job {self.job_id} was cancelled by its owner")
+
+    async def progress(self, percent: float, message: str | None = None) -> None:
+        """Report progress (0 to 100) and an optional message, visible on the row at once.
+
+        Calls are coalesced: a handler may report as often as it likes, and the row receives the
+        latest value within milliseconds without one write per call.
+        """
+        _check_percent(percent)
+        self._set_progress(percent, message)
+        # Give the heartbeat a chance to write before the handler's next step.
+        await asyncio.sleep(0)
+
+    def report(self, percent: float, message: str | None = None) -> None:
+        """`progress` for blocking handlers, which run in a thread: safe to call from there."""
+        _check_percent(percent)
+        self._loop.call_soon_threadsafe(self._set_progress, percent, message)
+
+    def _set_progress(self, percent: float, message: str | None) -> None:
+        self._pending_progress = (int(percent), message)
+        self._progress_reported.set()
+
+    def take_progress(self) -> tuple[int, str | None] | None:
+        pending, self._pending_progress = self._pending_progress, None
+        self._progress_reported.clear()
+        return pending
+
+    async def wait_for_progress(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._progress_reported.wait(), seconds)
+
+    def bind(self, **values: Any) -> None:
+        self.log = self.log.bind(**values)
+
+
+def _check_percent(percent: float) -> None:
+    if not 0 <= percent <= 100:
+        raise ValueError(f"progress must be between 0 and 100, got {percent}")

@@ -1,0 +1,37 @@
+"""Prometheus metrics, served at /metrics. Labels are bounded: job types, outcomes, reasons."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.004, 0.006, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+jobs_started = Counter("jobhook_jobs_started", "Attempts claimed and started", ["job_type"])
+jobs_finished = Counter(
+    "jobhook_jobs_finished",
+    "Attempts finished, by outcome (completed, retry, failed, cancelled, lost)",
+    ["job_type", "outcome"],
+)
+start_latency = Histogram(
+    "jobhook_job_start_latency_seconds",
+    "From the moment a job was due (inserted, or its run_at) to its claim",
+    ["job_type"],
+    buckets=LATENCY_BUCKETS,
+)
+run_duration = Histogram(
+    "jobhook_job_run_duration_seconds",
+    "Handler run time per attempt",
+    ["job_type"],
+    buckets=DURATION_BUCKETS,
+)
+webhook_deliveries = Counter(
+    "jobhook_webhook_deliveries",
+    "Webhook deliveries, accepted or rejected by reason",
+    ["result"],
+)
+jobs_deferred = Counter(
+    "jobhook_jobs_deferred",
+    "Dispatched jobs not started because the executor was full (the sweep re-dispatches them)",
+    ["job_type"],
+)

@@ -1,0 +1,182 @@
+"""Job types: a handler, its parameter model and its options, registered by a decorator.
+
+    @job(timeout_seconds=120, max_attempts=5)
+    async def resize_image(params: ResizeParams, ctx: JobContext) -> dict[str, str]: ...
+
+The name defaults to the function's, the parameter model to the first argument's annotation.
+The registry is the source of truth for `jobhook.job_types`: `sync` writes every registered type
+there (enabled) and disables the types that are no longer registered, so clients cannot enqueue
+work that no deployed handler would run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
+
+import psycopg
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from jobhook.context import JobContext
+
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+TIER = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+Handler = Callable[[Any, "JobContext"], Awaitable[Any] | Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RegistryError(ValueError):
+    """A job type is declared wrongly; the message names it and the rule."""
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    handler: Handler
+    params: type[BaseModel]
+    tier: str = "cpu"
+    timeout_seconds: int = 300
+    max_attempts: int = 3
+    backoff_base_seconds: float = 2.0
+    backoff_max_seconds: float = 300.0
+    max_unfinished_per_user: int | None = None
+    description: str | None = None
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler)
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "max_attempts": self.max_attempts,
+            "timeout_seconds": self.timeout_seconds,
+            "backoff_base_seconds": self.backoff_base_seconds,
+            "backoff_max_seconds": self.backoff_max_seconds,
+            "max_unfinished_per_user": self.max_unfinished_per_user,
+            "tier": self.tier,
+            "params_schema": Jsonb(self.params.model_json_schema()),
+            "description": self.description,
+        }
+
+
+SYNC = """
+insert into jobhook.job_types as t
+  (name, enabled, max_attempts, timeout_seconds, backoff_base_seconds, backoff_max_seconds,
+   max_unfinished_per_user, tier, params_schema, description, updated_at)
+values
+  (%(name)s, true, %(max_attempts)s, %(timeout_seconds)s, %(backoff_base_seconds)s,
+   %(backoff_max_seconds)s, %(max_unfinished_per_user)s, %(tier)s, %(params_schema)s,
+   %(description)s, now())
+on conflict (name) do update set
+  enabled = true,
+  max_attempts = excluded.max_attempts,
+  timeout_seconds = excluded.timeout_seconds,
+  backoff_base_seconds = excluded.backoff_base_seconds,
+  backoff_max_seconds = excluded.backoff_max_seconds,
+  max_unfinished_per_user = excluded.max_unfinished_per_user,
+  tier = excluded.tier,
+  params_schema = excluded.params_schema,
+  description = excluded.description,
+  updated_at = now()
+"""
+
+DISABLE_OTHERS = """
+update jobhook.job_types set enabled = false, updated_at = now()
+ where enabled and name <> all(%(names)s)
+returning name
+"""
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._types: dict[str, JobType] = {}
+
+    def __iter__(self) -> Iterator[JobType]:
+        return iter(self._types.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def get(self, name: str) -> JobType | None:
+        return self._types.get(name)
+
+    def add(self, job_type: JobType) -> JobType:
+        if not NAME.match(job_type.name):
+            raise RegistryError(
+                f"job type name {job_type.name!r} must match {NAME.pattern} "
+                "(lowercase letters, digits and _, starting with a letter)"
+            )
+        if not TIER.match(job_type.tier):
+            raise RegistryError(
+                f"job type {job_type.name!r}: tier {job_type.tier!r} must match {TIER.pattern}"
+            )
+        if not 1 <= job_type.max_attempts <= 100:
+            raise RegistryError(f"job type {job_type.name!r}: max_attempts must be 1 to 100")
+        if not 1 <= job_type.timeout_seconds <= 86400:
+            raise RegistryError(f"job type {job_type.name!r}: timeout_seconds must be 1 to 86400")
+        existing = self._types.get(job_type.name)
+        if existing is not None and existing.handler is not job_type.handler:
+            raise RegistryError(f"job type {job_type.name!r} is registered twice")
+        self._types[job_type.name] = job_type
+        return job_type
+
+    def job(
+        self,
+        name: str | None = None,
+        *,
+        params: type[BaseModel] | None = None,
+        tier: str = "cpu",
+        timeout_seconds: int = 300,
+        max_attempts: int = 3,
+        backoff_base_seconds: float = 2.0,
+        backoff_max_seconds: float = 300.0,
+        max_unfinished_per_user: int | None = None,
+    ) -> Callable[[F], F]:
+        def register(handler: F) -> F:
+            self.add(
+                JobType(
+                    name=name or handler.__name__,
+                    handler=handler,
+                    params=params or _params_model(handler),
+                    tier=tier,
+                    timeout_seconds=timeout_seconds,
+                    max_attempts=max_attempts,
+                    backoff_base_seconds=backoff_base_seconds,
+                    backoff_max_seconds=backoff_max_seconds,
+                    max_unfinished_per_user=max_unfinished_per_user,
+                    description=inspect.getdoc(handler),
+                )
+            )
+            return handler
+
+        return register
+
+    def sync(self, conn: psycopg.Connection[Any]) -> list[str]:
+        """Write the registered types to jobhook.job_types; return the names disabled."""
+        with conn.transaction(), conn.cursor() as cursor:
+            cursor.executemany(SYNC, [t.row() for t in self])
+            cursor.execute(DISABLE_OTHERS, {"names": [t.name for t in self]})
+            return [str(row[0]) for row in cursor.fetchall()]
+
+
+def _params_model(handler: Callable[..., Any]) -> type[BaseModel]:
+    hints = get_type_hints(handler)
+    first = next(iter(inspect.signature(handler).parameters), None)
+    model = hints.get(first) if first else None
+    if not (inspect.isclass(model) and issubclass(model, BaseModel)):
+        raise RegistryError(
+            f"handler {handler.__name__!r}: annotate its first argument with a pydantic model, "
+            "or pass params= to @job"
+        )
+    return model
+
+
+registry = Registry()
+job = registry.job

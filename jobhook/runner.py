@@ -1,0 +1,214 @@
+"""One attempt of one job: claim, run the handler under its timeout, write the outcome back.
+
+The claim is the only way in: a job the runner cannot claim (already running, not due, cancelled,
+finished) is left alone, so a doorbell delivered twice runs the job once. After the claim every
+write names (id, attempt); when the database answers that the attempt is no longer ours (the
+lease expired and the sweep handed the job to another runner), the runner stops the handler and
+writes nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Any, TypeVar
+from uuid import UUID
+
+import structlog
+from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from jobhook import metrics
+from jobhook.context import JobCancelled, JobContext
+from jobhook.jobs import JobError, JobStatus
+from jobhook.registry import JobType, Registry
+from jobhook.store import ClaimedJob, Store, is_transient
+
+log = structlog.get_logger("jobhook.runner")
+T = TypeVar("T")
+
+# Progress is written at most this often; reports in between are coalesced to the latest.
+PROGRESS_INTERVAL_SECONDS = 0.05
+# How long write-backs retry when the database is unreachable; past it the lease expires and
+# the sweep takes over.
+WRITE_RETRY_SECONDS = 30.0
+
+
+class Outcome(StrEnum):
+    NOT_CLAIMED = "not_claimed"
+    COMPLETED = "completed"
+    RETRY = "retry"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"  # the attempt was taken over, or its outcome could not be written
+
+
+class Runner:
+    def __init__(self, store: Store, registry: Registry, worker_id: str) -> None:
+        self.store = store
+        self.registry = registry
+        self.worker_id = worker_id
+        self._lease_seconds: int | None = None
+
+    async def run(self, job_id: UUID) -> Outcome:
+        claimed = await self.store.claim([job_id], self.worker_id)
+        if not claimed:
+            return Outcome.NOT_CLAIMED
+        return await self.execute(claimed[0])
+
+    async def run_many(self, job_ids: list[UUID]) -> list[Outcome]:
+        """Claim many jobs in one round trip and run them concurrently."""
+        claimed = await self.store.claim(job_ids, self.worker_id)
+        return list(await asyncio.gather(*(self.execute(job) for job in claimed)))
+
+    async def execute(self, job: ClaimedJob) -> Outcome:
+        job_log = log.bind(job_id=str(job.id), job_type=job.job_type, attempt=job.attempt)
+        metrics.jobs_started.labels(job.job_type).inc()
+        metrics.start_latency.labels(job.job_type).observe(job.start_latency.total_seconds())
+        outcome = await self._execute(job, job_log)
+        metrics.jobs_finished.labels(job.job_type, outcome.value).inc()
+        job_log.info("attempt finished", outcome=outcome.value)
+        return outcome
+
+    async def _execute(self, job: ClaimedJob, job_log: structlog.stdlib.BoundLogger) -> Outcome:
+        job_type = self.registry.get(job.job_type)
+        if job_type is None:
+            return await self._fail(
+                job,
+                f'no handler for job type "{job.job_type}" in this deployment',
+                retryable=False,
+                kind="unknown_job_type",
+            )
+        try:
+            params = job_type.params.model_validate(job.payload)
+        except ValidationError as exc:
+            return await self._fail(
+                job, describe_invalid(exc), retryable=False, kind="invalid_parameters"
+            )
+
+        ctx = JobContext(job=job, log=job_log)
+        handler = asyncio.create_task(self._call(job_type, params, ctx))
+        lost = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(ctx, handler, lost))
+        started = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(asyncio.shield(handler), job_type.timeout_seconds)
+        except TimeoutError:
+            handler.cancel()
+            return await self._fail(
+                job,
+                f"timed out after {job_type.timeout_seconds} s",
+                retryable=True,
+                kind="timeout",
+            )
+        except (asyncio.CancelledError, JobCancelled):
+            if lost.is_set():
+                return Outcome.LOST
+            if not ctx.cancelled:
+                handler.cancel()
+                raise  # the runner itself is being shut down; the lease will expire
+            status = await self._write(lambda: self.store.acknowledge_cancel(job))
+            return Outcome.CANCELLED if status is JobStatus.CANCELLED else Outcome.LOST
+        except Exception as exc:
+            retryable = not isinstance(exc, JobError) or exc.retryable
+            kind = exc.kind if isinstance(exc, JobError) else "error"
+            message = str(exc) if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
+            job_log.warning("handler failed", error=message, retryable=retryable)
+            return await self._fail(job, message, retryable=retryable, kind=kind)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            metrics.run_duration.labels(job.job_type).observe(time.perf_counter() - started)
+
+        if ctx.cancelled:
+            # The handler finished although the owner asked to cancel; its result stands.
+            job_log.info("completed despite a cancel request")
+        try:
+            payload = to_jsonable_python(result)
+        except PydanticSerializationError as exc:
+            return await self._fail(
+                job, f"the handler's result is not JSON: {exc}", retryable=False, kind="bad_result"
+            )
+        unwritten = ctx.take_progress()
+        last_message = unwritten[1] if unwritten else None
+        done = await self._write(lambda: self.store.complete(job, payload, last_message))
+        return Outcome.COMPLETED if done else Outcome.LOST
+
+    async def _call(self, job_type: JobType, params: Any, ctx: JobContext) -> Any:
+        if job_type.is_async:
+            return await job_type.handler(params, ctx)
+        # A blocking handler runs in a thread; it cannot be interrupted, only waited for.
+        return await asyncio.to_thread(job_type.handler, params, ctx)
+
+    async def _fail(self, job: ClaimedJob, message: str, *, retryable: bool, kind: str) -> Outcome:
+        status = await self._write(
+            lambda: self.store.fail(job, message, retryable=retryable, kind=kind)
+        )
+        return {
+            JobStatus.PENDING: Outcome.RETRY,
+            JobStatus.FAILED: Outcome.FAILED,
+            JobStatus.CANCELLED: Outcome.CANCELLED,
+        }.get(status, Outcome.LOST)  # type: ignore[arg-type]
+
+    async def _heartbeat(
+        self, ctx: JobContext, handler: asyncio.Task[Any], lost: asyncio.Event
+    ) -> None:
+        """Extend the lease every lease/3, write progress as it comes, watch for cancellation."""
+        if self._lease_seconds is None:
+            self._lease_seconds = await self.store.lease_seconds()
+        interval = self._lease_seconds / 3
+        last_beat = time.monotonic()
+        while not handler.done():
+            due_in = max(0.0, interval - (time.monotonic() - last_beat))
+            await ctx.wait_for_progress(due_in)
+            progress = ctx.take_progress()
+            if progress is None and time.monotonic() - last_beat < interval:
+                continue
+            percent, message = progress if progress is not None else (None, None)
+            try:
+                beat = await self.store.heartbeat(ctx.job, percent, message)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                ctx.log.warning("heartbeat failed; retrying", error=str(exc))
+                await asyncio.sleep(min(1.0, interval))
+                continue
+            last_beat = time.monotonic()
+            if beat is None:
+                ctx.log.warning("lease lost: another attempt owns the job now; stopping")
+                lost.set()
+                handler.cancel()
+                return
+            if beat.cancel_requested and not ctx.cancelled:
+                ctx.log.info("cancel requested by the owner; stopping the handler")
+                ctx.cancel_requested.set()
+                handler.cancel()
+            await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
+
+    async def _write(self, write: Callable[[], Awaitable[T]]) -> T | None:
+        """Run a write-back, retrying while the database is unreachable."""
+        deadline = time.monotonic() + WRITE_RETRY_SECONDS
+        delay = 0.1
+        while True:
+            try:
+                return await write()
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() > deadline:
+                    log.error("write-back failed; the sweep will rescue the job", error=str(exc))
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """'invalid parameters: steps: Input should be ... (got 0)', one clause per problem."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "payload"
+        got = f" (got {error['input']!r})" if error["type"] != "missing" else ""
+        problems.append(f"{where}: {error['msg']}{got}")
+    return "invalid parameters: " + "; ".join(problems)

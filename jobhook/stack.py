@@ -1,0 +1,118 @@
+"""The dev stack: the private database, the pg_net delivery worker and the app, as one unit.
+
+`serve` runs the processes that live inside this Python process (delivery worker, uvicorn with
+the app and its local executor) against a database that is already prepared; `DevStack` adds the
+cluster around it for `jobhook dev` and `jobhook demo`. The tests use `serve` directly against
+their own throwaway cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
+
+from jobhook import database
+from jobhook.cluster import Cluster, server_reachable
+from jobhook.config import Settings
+from jobhook.delivery import DeliveryWorker
+
+log = structlog.get_logger("jobhook.stack")
+
+DB_PORT = 54322
+APP_HOST = "127.0.0.1"
+APP_PORT = 8000
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the stack decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Served:
+    app: FastAPI
+    delivery: DeliveryWorker
+    url: str
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    settings: Settings, *, host: str = APP_HOST, port: int = APP_PORT, app: FastAPI | None = None
+) -> AsyncIterator[Served]:
+    """Run the delivery worker and the app until the block ends; ready when it is entered."""
+    from functions.app import create_app  # the app imports the handlers: only when serving
+
+    app = app or create_app(settings)
+    delivery = DeliveryWorker(settings.database_url)
+    server = _Server(
+        uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on", access_log=False)
+    )
+    tasks = [asyncio.create_task(delivery.run()), asyncio.create_task(server.serve())]
+    try:
+        async with asyncio.timeout(60):
+            while not server.started:
+                if tasks[1].done():
+                    tasks[1].result()  # uvicorn gave up (port taken...): raise its error
+                    raise RuntimeError(f"the app did not start on {host}:{port}")
+                await asyncio.sleep(0.01)
+            await delivery.ready.wait()
+            await app.state.runtime.wait_ready()
+        yield Served(app=app, delivery=delivery, url=f"http://{host}:{port}")
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(asyncio.shield(tasks[1]), 10)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass
+class DevStack:
+    project_dir: Path = database.PROJECT_DIR
+    db_port: int = DB_PORT
+    app_host: str = APP_HOST
+    app_port: int = APP_PORT
+
+    @property
+    def cluster(self) -> Cluster:
+        return Cluster(server_reachable(self.project_dir / ".jobhook"), port=self.db_port)
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://{self.app_host}:{self.app_port}/webhooks/jobs"
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Served]:
+        """Start everything, and stop everything this call started when the block ends."""
+        cluster = self.cluster
+        started_cluster = not (cluster.initialized() and cluster.running())
+        await asyncio.to_thread(cluster.start)
+        try:
+            secrets = [s for s in os.environ.get("JOBHOOK_WEBHOOK_SECRETS", "").split(",") if s]
+            prepared = await asyncio.to_thread(
+                database.prepare,
+                cluster.url,
+                project_dir=self.project_dir,
+                webhook_url=self.webhook_url,
+                webhook_secret=secrets[0] if secrets else None,
+            )
+            for migration in prepared.applied:
+                log.info("migration applied", version=migration.version, name=migration.name)
+            settings = Settings(DATABASE_URL=cluster.url)
+            async with serve(settings, host=self.app_host, port=self.app_port) as served:
+                yield served
+        finally:
+            if started_cluster:
+                await asyncio.to_thread(cluster.stop)

@@ -1,0 +1,151 @@
+"""The runtime's only door to the database: named queries over an async connection pool.
+
+Each method is one round trip that calls one SQL function. Connections are opened with
+`prepare_threshold=None` so nothing relies on server-side prepared statements, which Supavisor's
+transaction pooler (Supabase's port 6543) does not keep across transactions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from importlib import resources
+from typing import Any, LiteralString, cast
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from jobhook.jobs import JobStatus
+
+_NAMED = re.compile(r"^-- name: (\w+)\n", re.MULTILINE)
+
+
+@cache
+def queries() -> dict[str, LiteralString]:
+    text = resources.files("jobhook.sql").joinpath("queries.sql").read_text()
+    parts = _NAMED.split(text)[1:]
+    return {
+        name: cast(LiteralString, body.strip())
+        for name, body in zip(parts[::2], parts[1::2], strict=True)
+    }
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: UUID
+    user_id: UUID | None
+    job_type: str
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    lease_expires_at: datetime
+    # From the moment the job was due (its insert, or its run_at) to this claim.
+    start_latency: timedelta
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    cancel_requested: bool
+    lease_expires_at: datetime
+
+
+class Store:
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self.pool = pool
+
+    @classmethod
+    def open(cls, database_url: str, *, min_size: int = 2, max_size: int = 20) -> Store:
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            database_url,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
+            open=False,
+            name="jobhook",
+        )
+        return cls(pool)
+
+    async def __aenter__(self) -> Store:
+        await self.pool.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pool.close()
+
+    async def _all(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(queries()[name], params)
+            rows: list[dict[str, Any]] = await cursor.fetchall()
+            return rows
+
+    async def _value(self, name: str, params: dict[str, Any] | None = None) -> Any:
+        rows = await self._all(name, params or {})
+        return next(iter(rows[0].values())) if rows else None
+
+    async def claim(self, ids: list[UUID], worker_id: str) -> list[ClaimedJob]:
+        rows = await self._all("claim", {"ids": ids, "worker_id": worker_id})
+        return [ClaimedJob(**row) for row in rows]
+
+    async def heartbeat(
+        self, job: ClaimedJob, progress: int | None = None, message: str | None = None
+    ) -> Heartbeat | None:
+        """Extend the lease; None when the attempt is no longer this runner's."""
+        rows = await self._all(
+            "heartbeat",
+            {"id": job.id, "attempt": job.attempt, "progress": progress, "message": message},
+        )
+        return Heartbeat(**rows[0]) if rows else None
+
+    async def complete(self, job: ClaimedJob, result: Any, message: str | None = None) -> bool:
+        params = {"id": job.id, "attempt": job.attempt, "result": Jsonb(result), "message": message}
+        return bool(await self._value("complete", params))
+
+    async def fail(
+        self, job: ClaimedJob, message: str, *, retryable: bool, kind: str
+    ) -> JobStatus | None:
+        status = await self._value(
+            "fail",
+            {
+                "id": job.id,
+                "attempt": job.attempt,
+                "message": message,
+                "retryable": retryable,
+                "kind": kind,
+            },
+        )
+        return None if status is None else JobStatus(status)
+
+    async def acknowledge_cancel(self, job: ClaimedJob) -> JobStatus | None:
+        status = await self._value("acknowledge_cancel", {"id": job.id, "attempt": job.attempt})
+        return None if status is None else JobStatus(status)
+
+    async def dispatch_due(self) -> int:
+        return int(await self._value("dispatch_due"))
+
+    async def lease_seconds(self) -> int:
+        return int(await self._value("lease_seconds"))
+
+    async def set_stuck_timeout(self, minutes: int) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(queries()["set_stuck_timeout"], {"minutes": minutes})
+
+    async def vault_secret(self, name: str) -> str | None:
+        value = await self._value("vault_secret", {"name": name})
+        return None if value is None else str(value)
+
+    async def ping(self) -> None:
+        await self._value("ping")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure worth retrying: the connection or the server went away, not a bad statement."""
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) or (
+        isinstance(exc, psycopg.Error)
+        and exc.sqlstate is not None
+        and exc.sqlstate.startswith(("08", "57P"))
+    )

@@ -1,0 +1,253 @@
+"""Jobs through the real pieces: trigger, pg_net stand-in, signed webhook, runner, write-back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from uuid import UUID
+
+import httpx
+import psycopg
+import pytest
+from prometheus_client import REGISTRY
+
+from jobhook import vault
+from jobhook.stack import Served
+from tests import handlers_for_tests
+from tests.conftest import (
+    DEMO_USER,
+    Receiver,
+    Stack,
+    act_as_user,
+    finished,
+    insert_job,
+    wait_for_job,
+)
+
+pytestmark = pytest.mark.commits
+
+
+def lost_attempts(job_type: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "jobhook_jobs_finished_total", {"job_type": job_type, "outcome": "lost"}
+    )
+    return value or 0.0
+
+
+async def test_a_users_insert_runs_to_completion_with_progress_and_result(
+    committed: Stack, app_stack: Served
+) -> None:
+    job_id = insert_job(
+        committed.url, "sample_task", {"steps": 3, "step_seconds": 0.02, "result": {"echo": [1, 2]}}
+    )
+    row = await wait_for_job(committed.url, job_id, finished)
+    assert row["status"] == "completed"
+    assert row["progress"] == 100
+    assert row["progress_message"] == "step 3 of 3"
+    assert row["result"] == {"steps": 3, "attempt": 1, "result": {"echo": [1, 2]}}
+    assert row["attempt"] == 1
+    assert row["errors"] == []
+    assert row["user_id"] == UUID(DEMO_USER)
+
+
+async def test_progress_is_visible_on_the_row_while_the_job_runs(
+    committed: Stack, app_stack: Served
+) -> None:
+    job_id = insert_job(committed.url, "sample_task", {"steps": 4, "step_seconds": 0.3})
+    row = await wait_for_job(committed.url, job_id, lambda r: 0 < r["progress"] < 100)
+    assert row["status"] == "processing"
+    assert row["progress_message"].startswith("step ")
+    await wait_for_job(committed.url, job_id, finished)
+
+
+async def test_a_retry_keeps_its_error_and_succeeds_on_attempt_2(
+    committed: Stack, app_stack: Served
+) -> None:
+    job_id = insert_job(
+        committed.url, "sample_task", {"steps": 1, "step_seconds": 0, "fail_times": 1}
+    )
+    row = await wait_for_job(committed.url, job_id, finished)
+    assert (row["status"], row["attempt"]) == ("completed", 2)
+    [error] = row["errors"]
+    assert error["attempt"] == 1
+    assert error["kind"] == "error"
+    assert error["message"] == "failing attempt 1 of the first 1, as asked"
+    assert row["error"] is None
+
+
+async def test_invalid_parameters_fail_at_once_naming_the_field(
+    committed: Stack, app_stack: Served
+) -> None:
+    job_id = insert_job(committed.url, "sample_task", {"steps": 0, "step_seconds": "slow"})
+    row = await wait_for_job(committed.url, job_id, finished)
+    assert (row["status"], row["attempt"]) == ("failed", 1)
+    assert row["error"].startswith("invalid parameters: ")
+    assert "steps: Input should be greater than or equal to 1 (got 0)" in row["error"]
+    assert "step_seconds:" in row["error"]
+    assert row["errors"][0]["kind"] == "invalid_parameters"
+
+
+async def test_a_permanent_error_is_not_retried(committed: Stack, app_stack: Served) -> None:
+    job_id = insert_job(committed.url, "refuses")
+    row = await wait_for_job(committed.url, job_id, finished)
+    assert (row["status"], row["attempt"]) == ("failed", 1)
+    assert row["error"] == "the input can never work: nothing to do"
+
+
+async def test_a_handler_over_its_timeout_fails_saying_so(
+    committed: Stack, app_stack: Served
+) -> None:
+    job_id = insert_job(committed.url, "slow", {"seconds": 30})
+    row = await wait_for_job(committed.url, job_id, finished)
+    assert row["status"] == "failed"
+    assert row["error"] == "timed out after 1 s"
+    assert row["errors"][0]["kind"] == "timeout"
+
+
+async def test_a_blocking_handler_runs_in_a_thread(committed: Stack, app_stack: Served) -> None:
+    job_id = insert_job(committed.url, "blocking")
+    row = await wait_for_job(committed.url, job_id, finished)
+    assert (row["status"], row["result"]) == ("completed", {"ran": "in a thread"})
+
+
+async def test_a_delayed_job_starts_once_due(committed: Stack, app_stack: Served) -> None:
+    job_id = insert_job(
+        committed.url,
+        "sample_task",
+        {"steps": 1, "step_seconds": 0},
+        run_at_sql="now() + interval '1.5 seconds'",
+    )
+    pending = await wait_for_job(committed.url, job_id, lambda r: True)
+    assert pending["status"] == "pending"
+    row = await wait_for_job(committed.url, job_id, finished)
+    assert row["status"] == "completed"
+    assert row["started_at"] >= pending["run_at"]
+
+
+async def test_cancel_while_pending(committed: Stack, app_stack: Served) -> None:
+    job_id = insert_job(committed.url, "sample_task", run_at_sql="now() + interval '1 hour'")
+    with psycopg.connect(committed.url) as conn:
+        act_as_user(conn, DEMO_USER)
+        conn.execute("update public.jobs set cancel_requested_at = now() where id = %s", (job_id,))
+    row = await wait_for_job(committed.url, job_id, finished, within=1)
+    assert row["status"] == "cancelled"
+    assert row["attempt"] == 0
+
+
+async def test_cancel_while_running_stops_the_handler(committed: Stack, app_stack: Served) -> None:
+    job_id = insert_job(committed.url, "sample_task", {"steps": 200, "step_seconds": 0.05})
+    await wait_for_job(committed.url, job_id, lambda r: r["progress"] > 0)
+    with psycopg.connect(committed.url) as conn:
+        act_as_user(conn, DEMO_USER)
+        conn.execute("update public.jobs set cancel_requested_at = now() where id = %s", (job_id,))
+    row = await wait_for_job(committed.url, job_id, finished, within=10)
+    assert row["status"] == "cancelled"
+    assert row["progress"] < 100
+    assert row["result"] is None
+
+
+async def test_the_same_signed_delivery_8_times_at_once_runs_the_job_once(
+    committed: Stack, app_stack: Served, receiver: Receiver
+) -> None:
+    # Capture a real delivery: point Vault at a recorder, insert, put Vault back.
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        app_url = vault.read(conn, vault.WEBHOOK_URL)
+        vault.write(conn, vault.WEBHOOK_URL, receiver.url)
+    job_id = insert_job(committed.url, "recorded")
+    [delivery] = await asyncio.to_thread(receiver.wait_for, 1)
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        vault.write(conn, vault.WEBHOOK_URL, str(app_url))
+
+    async with httpx.AsyncClient() as client:
+        replies = await asyncio.gather(
+            *(
+                client.post(
+                    f"{app_stack.url}/webhooks/jobs",
+                    content=delivery.body,
+                    headers={k: v for k, v in delivery.headers.items() if k.startswith("webhook-")}
+                    | {"content-type": "application/json"},
+                )
+                for _ in range(8)
+            )
+        )
+    assert [r.status_code for r in replies] == [202] * 8
+    row = await wait_for_job(committed.url, job_id, finished)
+    assert (row["status"], row["attempt"]) == ("completed", 1)
+    with psycopg.connect(committed.url) as conn:
+        runs = conn.execute(
+            "select attempt from public.test_executions where job_id = %s", (job_id,)
+        ).fetchall()
+    assert runs == [(1,)]
+
+
+async def test_a_runner_that_lost_its_lease_cannot_overwrite_the_newer_attempt(
+    committed: Stack, app_stack: Served
+) -> None:
+    job_id = insert_job(committed.url, "gated", {"key": "lease", "block_attempts": [1]})
+    await wait_for_job(committed.url, job_id, lambda r: r["status"] == "processing")
+    # The runner of attempt 1 is stuck; its lease runs out and the sweep hands the job on.
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        conn.execute(
+            "update public.jobs set lease_expires_at = now() - interval '1 second' where id = %s",
+            (job_id,),
+        )
+        conn.execute("select jobhook.sweep()")
+        conn.execute("update public.jobs set run_at = now() where id = %s", (job_id,))
+    row = await wait_for_job(committed.url, job_id, finished)
+    assert (row["status"], row["attempt"], row["result"]) == ("completed", 2, {"attempt": 2})
+
+    # Now the first runner wakes up and tries to complete attempt 1: the database refuses.
+    lost_before = lost_attempts("gated")
+    handlers_for_tests.gates[("lease", 1)].set()
+    async with asyncio.timeout(10):
+        # The runner reports the refused write only through its metrics: poll them.
+        while lost_attempts("gated") == lost_before:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    assert handlers_for_tests.started["lease"] == [1, 2]
+    final = await wait_for_job(committed.url, job_id, finished)
+    assert (final["status"], final["attempt"], final["result"]) == ("completed", 2, {"attempt": 2})
+    assert [e["kind"] for e in final["errors"]] == ["lease_expired"]
+
+
+async def test_the_full_executor_leaves_jobs_pending_for_the_sweep(
+    committed: Stack, app_stack: Served
+) -> None:
+    executor = app_stack.app.state.runtime.executor
+    executor.max_concurrency = 1
+    first = insert_job(committed.url, "gated", {"key": "full-1", "block_attempts": [1]})
+    await wait_for_job(committed.url, first, lambda r: r["status"] == "processing")
+    second = insert_job(committed.url, "gated", {"key": "full-2", "block_attempts": []})
+    # The doorbell for the second job was answered with "deferred": it stays pending.
+    with psycopg.connect(committed.url) as conn:
+        for _ in range(200):
+            replies = conn.execute(
+                "select content from net._http_response order by id desc limit 1"
+            ).fetchone()
+            if replies and json.loads(replies[0]).get("deferred") == 1:
+                break
+            await asyncio.sleep(0.02)
+    assert replies is not None
+    assert json.loads(replies[0]) == {"accepted": 0, "deferred": 1}
+    assert (await wait_for_job(committed.url, second, lambda r: True))["status"] == "pending"
+    # Room again, and the sweep re-rings the lost doorbell.
+    executor.max_concurrency = 10
+    handlers_for_tests.gates[("full-1", 1)].set()
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        conn.execute(
+            "update public.jobs set dispatched_at = now() - interval '1 hour' where id = %s",
+            (second,),
+        )
+        conn.execute("select jobhook.sweep()")
+    row = await wait_for_job(committed.url, second, finished)
+    assert row["status"] == "completed"
+
+
+def test_types_are_synced_from_the_registry(committed: Stack, app_stack: Served) -> None:
+    with psycopg.connect(committed.url) as conn:
+        rows: dict[str, bool] = dict(
+            conn.execute("select name, enabled from jobhook.job_types").fetchall()
+        )
+    assert rows["sample_task"] is True
+    assert rows["gated"] is True
+    # one_shot was in the table but has no handler here: it is disabled, not deleted.
+    assert rows["one_shot"] is False
