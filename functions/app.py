@@ -14,7 +14,7 @@ from functions import errors, health, webhooks
 from functions.requests import RequestIdMiddleware
 from functions.runtime import ExecutorFactory, Runtime
 from jobhook import logs
-from jobhook.config import Settings, get_settings
+from jobhook.config import Settings
 from jobhook.registry import Registry, registry
 
 
@@ -25,7 +25,7 @@ def create_app(
     job_registry: Registry | None = None,
     configure_logging: bool = True,
 ) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings or Settings()
     if job_registry is None:
         handlers.load_all()
         job_registry = registry

@@ -8,11 +8,14 @@ from typing import Any
 import psycopg
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 
 from functions.deps import RuntimeDep
 from jobhook import vault
 
 router = APIRouter(tags=["health"])
+# A check must answer before the load balancer's own timeout, not after the pool's 30 s.
+CHECK_TIMEOUT = 2.0
 
 
 @router.get("/health")
@@ -23,8 +26,8 @@ async def health() -> dict[str, str]:
 @router.get("/health/db", responses={503: {"description": "the database is unreachable"}})
 async def health_db(runtime: RuntimeDep) -> Any:
     try:
-        await runtime.store.ping()
-    except (psycopg.Error, OSError) as exc:
+        await runtime.store.ping(acquire_within=CHECK_TIMEOUT)
+    except (psycopg.Error, OSError, PoolTimeout) as exc:
         return _unavailable(f"database unreachable: {exc}")
     return {"status": "ok", "database": "ok"}
 
@@ -32,10 +35,12 @@ async def health_db(runtime: RuntimeDep) -> Any:
 @router.get("/ready", responses={503: {"description": "not ready, with the reason"}})
 async def ready(runtime: RuntimeDep) -> Any:
     try:
-        await runtime.store.ping()
-        url = await runtime.store.vault_secret(vault.WEBHOOK_URL)
-        secret = await runtime.store.vault_secret(vault.WEBHOOK_SECRET)
-    except (psycopg.Error, OSError) as exc:
+        await runtime.store.ping(acquire_within=CHECK_TIMEOUT)
+        url = await runtime.store.vault_secret(vault.WEBHOOK_URL, acquire_within=CHECK_TIMEOUT)
+        secret = await runtime.store.vault_secret(
+            vault.WEBHOOK_SECRET, acquire_within=CHECK_TIMEOUT
+        )
+    except (psycopg.Error, OSError, PoolTimeout) as exc:
         return _unavailable(f"database unreachable: {exc}")
     missing = [
         name

@@ -47,12 +47,15 @@ class Runtime:
     not_ready: str | None = "starting"
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _schedule_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     def create(cls, settings: Settings, registry: Registry) -> Runtime:
         store = Store.open(settings.database_url)
         worker_id = settings.worker_id or f"{socket.gethostname()}:{os.getpid()}"
-        return cls(settings, registry, store, Runner(store, registry, worker_id))
+        runtime = cls(settings, registry, store, Runner(store, registry, worker_id))
+        runtime.runner.on_retry = runtime._schedule_changed.set
+        return runtime
 
     async def verify_secrets(self) -> list[str]:
         """JOBHOOK_WEBHOOK_SECRETS, or else the signing secret the database uses, from Vault."""
@@ -97,14 +100,23 @@ class Runtime:
                 conn.execute("update jobhook.settings set stuck_timeout_minutes = %s", (minutes,))
 
     async def _tick(self) -> None:
+        """Ring for delayed jobs and retries as they fall due: at the latest every TICK_SECONDS,
+        sooner when the database says the next one is due sooner."""
+        pause = TICK_SECONDS
         while True:
-            await asyncio.sleep(TICK_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._schedule_changed.wait(), pause)
+            self._schedule_changed.clear()
+            pause = TICK_SECONDS
             if self.not_ready:
                 continue
             try:
-                await self.store.dispatch_due()
+                _, next_due_in = await self.store.dispatch_due()
             except psycopg.Error as exc:
                 log.warning("dispatch of due jobs failed", error=str(exc))
+                continue
+            if next_due_in is not None:
+                pause = min(TICK_SECONDS, max(0.001, next_due_in.total_seconds()))
 
     @contextlib.asynccontextmanager
     async def running(self, executor_factory: ExecutorFactory | None) -> AsyncIterator[Runtime]:

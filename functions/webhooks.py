@@ -6,6 +6,7 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from functions.deps import ExecutorDep, RuntimeDep
@@ -47,7 +48,7 @@ async def receive_jobs(request: Request, runtime: RuntimeDep, executor: Executor
         )
     if not isinstance(event, DispatchEvent):
         metrics.webhook_deliveries.labels("ping").inc()
-        return {"pong": True}
+        return JSONResponse({"pong": True}, status_code=200)
     deferred = await executor.submit([Dispatched(job.id, job.job_type) for job in event.jobs])
     metrics.webhook_deliveries.labels("accepted").inc()
     if deferred:

@@ -15,6 +15,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -54,8 +55,9 @@ def server_reachable(root: Path) -> Path:
     """
     if os.geteuid() != 0:
         return root
+    # The root itself is handed to the server user on init; what matters is the way to it.
     probe = subprocess.run(  # noqa: S603
-        ["runuser", "-u", SUPERUSER, "--", "test", "-x", str(_nearest_existing(root))],  # noqa: S607
+        ["runuser", "-u", SUPERUSER, "--", "test", "-x", str(_nearest_existing(root.parent))],  # noqa: S607
         capture_output=True,
         check=False,
     )
@@ -64,6 +66,15 @@ def server_reachable(root: Path) -> Path:
     digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
     # Reachable by the server user, kept across reboots; made 0700 for that user on init.
     return Path("/var/tmp") / f"jobhook-{digest}"  # noqa: S108
+
+
+def _alive(pid: int) -> bool:
+    """True for a live process; False when it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -123,8 +134,19 @@ class Cluster:
         return (self.data_dir / "PG_VERSION").exists()
 
     def running(self) -> bool:
+        # A postmaster killed with -9 stays a zombie until its parent reaps it, and pg_ctl
+        # counts a zombie as running; look at the process itself first.
+        pid = self._postmaster_pid()
+        if pid is None or not _alive(pid):
+            return False
         result = self._server_tool(["pg_ctl", "status", "-D", str(self.data_dir)], check=False)
         return result.returncode == 0
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def init(self) -> None:
         """Create the data directory once; later runs reuse it."""
@@ -178,25 +200,27 @@ class Cluster:
             )
         self.log_file.touch()
         self._hand_to_server_user(self.log_file)
-        result = self._server_tool(
-            [
-                "pg_ctl",
-                "start",
-                "-D",
-                str(self.data_dir),
-                "-l",
-                str(self.log_file),
-                "-w",
-                "-t",
-                "120",
-            ],
-            check=False,
-        )
-        if result.returncode != 0:
-            raise ClusterError(
-                f"PostgreSQL did not start: {result.stderr.strip() or result.stdout.strip()}\n"
-                f"last lines of {self.log_file}:\n{_tail(self.log_file)}"
+        # The lock file of a crashed server names a process that is gone (or a zombie, which
+        # the postmaster would take for alive); it is stale, so it goes.
+        if self._postmaster_pid() is not None:
+            (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+        # Backends of a crashed server notice its death within a moment; until they have, the
+        # new server refuses their shared memory. Give them that moment.
+        deadline = time.monotonic() + 15
+        while True:
+            result = self._server_tool(
+                ["pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file)]
+                + ["-w", "-t", "120"],
+                check=False,
             )
+            if result.returncode == 0:
+                return
+            if "still in use" not in _tail(self.log_file, 5) or time.monotonic() > deadline:
+                raise ClusterError(
+                    f"PostgreSQL did not start: {result.stderr.strip() or result.stdout.strip()}\n"
+                    f"last lines of {self.log_file}:\n{_tail(self.log_file)}"
+                )
+            time.sleep(0.2)
 
     def stop(self) -> None:
         if self.initialized() and self.running():

@@ -9,6 +9,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LOCAL_DATABASE_URL = "postgresql://postgres:postgres@127.0.0.1:54322/postgres"
+# The user supabase/seed.sql creates: who `jobhook demo`, `submit` and `jobs` act as by default.
+DEMO_USER_ID = "00000000-0000-4000-8000-00000000d3e0"
 # The supabase CLI's default local JWT secret (supabase/cli pkg/config/constants.go): not a
 # secret, it signs tokens for a database that only listens on loopback.
 LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105

@@ -24,6 +24,8 @@ class JobContext:
     # Set by the runner's heartbeat when the owner sets cancel_requested_at.
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
     # Progress not yet written; the heartbeat writes the latest and drops the rest.
+    # The latest message reported, written with the result even if its heartbeat was cut short.
+    last_message: str | None = None
     _pending_progress: tuple[int, str | None] | None = None
     _progress_reported: asyncio.Event = field(default_factory=asyncio.Event)
     _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
@@ -66,6 +68,8 @@ class JobContext:
 
     def _set_progress(self, percent: float, message: str | None) -> None:
         self._pending_progress = (int(percent), message)
+        if message is not None:
+            self.last_message = message
         self._progress_reported.set()
 
     def take_progress(self) -> tuple[int, str | None] | None:

@@ -47,10 +47,18 @@ class Outcome(StrEnum):
 
 
 class Runner:
-    def __init__(self, store: Store, registry: Registry, worker_id: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        worker_id: str,
+        on_retry: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
         self.registry = registry
         self.worker_id = worker_id
+        # Told when an attempt goes back to pending, so whoever rings for due jobs looks again.
+        self.on_retry = on_retry
         self._lease_seconds: int | None = None
 
     async def run(self, job_id: UUID) -> Outcome:
@@ -133,9 +141,7 @@ class Runner:
             return await self._fail(
                 job, f"the handler's result is not JSON: {exc}", retryable=False, kind="bad_result"
             )
-        unwritten = ctx.take_progress()
-        last_message = unwritten[1] if unwritten else None
-        done = await self._write(lambda: self.store.complete(job, payload, last_message))
+        done = await self._write(lambda: self.store.complete(job, payload, ctx.last_message))
         return Outcome.COMPLETED if done else Outcome.LOST
 
     async def _call(self, job_type: JobType, params: Any, ctx: JobContext) -> Any:
@@ -148,6 +154,8 @@ class Runner:
         status = await self._write(
             lambda: self.store.fail(job, message, retryable=retryable, kind=kind)
         )
+        if status is JobStatus.PENDING and self.on_retry is not None:
+            self.on_retry()
         return {
             JobStatus.PENDING: Outcome.RETRY,
             JobStatus.FAILED: Outcome.FAILED,

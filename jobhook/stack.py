@@ -53,7 +53,8 @@ async def serve(
     """Run the delivery worker and the app until the block ends; ready when it is entered."""
     from functions.app import create_app  # the app imports the handlers: only when serving
 
-    app = app or create_app(settings)
+    # Logging is the caller's to configure (the CLI does, once).
+    app = app or create_app(settings, configure_logging=False)
     delivery = DeliveryWorker(settings.database_url)
     server = _Server(
         uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on", access_log=False)
@@ -84,10 +85,12 @@ class DevStack:
     db_port: int = DB_PORT
     app_host: str = APP_HOST
     app_port: int = APP_PORT
+    data_dir: Path | None = None  # default: .jobhook/ in the project, git-ignored
 
     @property
     def cluster(self) -> Cluster:
-        return Cluster(server_reachable(self.project_dir / ".jobhook"), port=self.db_port)
+        root = self.data_dir or self.project_dir / ".jobhook"
+        return Cluster(server_reachable(root), port=self.db_port)
 
     @property
     def webhook_url(self) -> str:

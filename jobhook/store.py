@@ -60,15 +60,7 @@ class Store:
 
     @classmethod
     def open(cls, database_url: str, *, min_size: int = 2, max_size: int = 20) -> Store:
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            database_url,
-            min_size=min_size,
-            max_size=max_size,
-            kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
-            open=False,
-            name="jobhook",
-        )
-        return cls(pool)
+        return cls(new_pool(database_url, min_size=min_size, max_size=max_size))
 
     async def __aenter__(self) -> Store:
         await self.pool.open()
@@ -77,14 +69,18 @@ class Store:
     async def __aexit__(self, *exc: object) -> None:
         await self.pool.close()
 
-    async def _all(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        async with self.pool.connection() as conn:
+    async def _all(
+        self, name: str, params: dict[str, Any], acquire_within: float | None = None
+    ) -> list[dict[str, Any]]:
+        async with self.pool.connection(timeout=acquire_within) as conn:
             cursor = await conn.execute(queries()[name], params)
             rows: list[dict[str, Any]] = await cursor.fetchall()
             return rows
 
-    async def _value(self, name: str, params: dict[str, Any] | None = None) -> Any:
-        rows = await self._all(name, params or {})
+    async def _value(
+        self, name: str, params: dict[str, Any] | None = None, acquire_within: float | None = None
+    ) -> Any:
+        rows = await self._all(name, params or {}, acquire_within)
         return next(iter(rows[0].values())) if rows else None
 
     async def claim(self, ids: list[UUID], worker_id: str) -> list[ClaimedJob]:
@@ -124,22 +120,36 @@ class Store:
         status = await self._value("acknowledge_cancel", {"id": job.id, "attempt": job.attempt})
         return None if status is None else JobStatus(status)
 
-    async def dispatch_due(self) -> int:
-        return int(await self._value("dispatch_due"))
+    async def dispatch_due(self) -> tuple[int, timedelta | None]:
+        """Ring for the jobs that fell due; return how many, and when the next one falls due."""
+        [row] = await self._all("dispatch_due", {})
+        return int(row["dispatched"]), row["next_due_in"]
 
     async def lease_seconds(self) -> int:
         return int(await self._value("lease_seconds"))
 
-    async def set_stuck_timeout(self, minutes: int) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(queries()["set_stuck_timeout"], {"minutes": minutes})
-
-    async def vault_secret(self, name: str) -> str | None:
-        value = await self._value("vault_secret", {"name": name})
+    async def vault_secret(self, name: str, *, acquire_within: float | None = None) -> str | None:
+        value = await self._value("vault_secret", {"name": name}, acquire_within)
         return None if value is None else str(value)
 
-    async def ping(self) -> None:
-        await self._value("ping")
+    async def ping(self, *, acquire_within: float | None = None) -> None:
+        """Fails within `acquire_within` seconds when no connection can be had (health checks)."""
+        await self._value("ping", acquire_within=acquire_within)
+
+
+def new_pool(
+    database_url: str, *, min_size: int = 1, max_size: int = 10
+) -> AsyncConnectionPool[Any]:
+    """An unopened pool of autocommit connections returning dict rows."""
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        database_url,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
+        open=False,
+        name="jobhook",
+    )
+    return pool
 
 
 def is_transient(exc: BaseException) -> bool:

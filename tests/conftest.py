@@ -97,14 +97,8 @@ def committed(test_db: Stack) -> Iterator[Stack]:
             " insert into jobhook.settings default values;"
         )
         _reset_job_types(conn)
-        conn.execute(
-            "select vault.update_secret(id, %s) from vault.secrets where name = %s",
-            (test_db.webhook_url, "jobhook_webhook_url"),
-        )
-        conn.execute(
-            "select vault.update_secret(id, %s) from vault.secrets where name = %s",
-            (test_db.webhook_secret, "jobhook_webhook_secret"),
-        )
+        vault.write(conn, vault.WEBHOOK_URL, test_db.webhook_url)
+        vault.write(conn, vault.WEBHOOK_SECRET, test_db.webhook_secret)
 
 
 def _reset_job_types(conn: psycopg.Connection[Any]) -> None:

@@ -20,16 +20,52 @@ select jobhook.fail(%(id)s, %(attempt)s, %(message)s, %(retryable)s, %(kind)s)::
 select jobhook.cancel(%(id)s, %(attempt)s)::text;
 
 -- name: dispatch_due
-select jobhook.dispatch_due();
+-- Also when the next pending job falls due, so the ticker can wake just in time for it.
+select jobhook.dispatch_due() as dispatched,
+       (select min(j.run_at) from public.jobs j
+         where j.status = 'pending' and j.run_at > now() and j.cancel_requested_at is null)
+         - now() as next_due_in;
 
 -- name: lease_seconds
 select lease_seconds from jobhook.settings;
-
--- name: set_stuck_timeout
-update jobhook.settings set stuck_timeout_minutes = %(minutes)s;
 
 -- name: vault_secret
 select decrypted_secret from vault.decrypted_secrets where name = %(name)s;
 
 -- name: ping
 select 1;
+
+-- Queries run as a client (role authenticated + request.jwt.claims, as PostgREST does), so
+-- row-level security decides what they see and change.
+
+-- name: act_as
+select set_config('role', %(role)s, true), set_config('request.jwt.claims', %(claims)s, true);
+
+-- name: client_insert
+insert into public.jobs (job_type, payload, run_at, idempotency_key)
+values (%(job_type)s, %(payload)s, coalesce(%(run_at)s, now()), %(idempotency_key)s)
+on conflict (user_id, job_type, idempotency_key) do nothing
+returning *;
+
+-- name: client_insert_many
+insert into public.jobs (job_type, payload)
+select %(job_type)s, payload from unnest(%(payloads)s::jsonb[]) as p (payload)
+returning *;
+
+-- name: client_by_idempotency_key
+select * from public.jobs
+ where job_type = %(job_type)s and idempotency_key = %(idempotency_key)s;
+
+-- name: client_get
+select * from public.jobs where id = %(id)s;
+
+-- name: client_list
+select j.*, count(*) over () as total
+  from public.jobs j
+ where (%(status)s::public.job_status is null or j.status = %(status)s::public.job_status)
+   and (%(job_type)s::text is null or j.job_type = %(job_type)s::text)
+ order by j.created_at desc, j.id desc
+ limit %(limit)s offset %(offset)s;
+
+-- name: client_cancel
+update public.jobs set cancel_requested_at = now() where id = %(id)s returning *;

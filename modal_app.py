@@ -1,0 +1,94 @@
+"""The Modal deployment: the web app and one runner function per resource tier.
+
+    modal secret create jobhook DATABASE_URL=... JOBHOOK_WEBHOOK_SECRETS=whsec_... \
+        SUPABASE_URL=https://<ref>.supabase.co
+    modal deploy modal_app.py
+
+This module only wires entry points to the runtime. It imports without Modal credentials (the
+tests import it and call the functions with `.local()`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import modal
+from fastapi import FastAPI
+
+import handlers
+from jobhook.registry import registry
+
+handlers.load_all()
+
+APP_NAME = os.environ.get("JOBHOOK_MODAL_APP", "jobhook")
+GPU = os.environ.get("JOBHOOK_GPU", "T4")
+# Job timeouts are enforced by the runner; the function's own timeout only has to outlast the
+# longest job of its tier, plus the time to claim and write back.
+MARGIN_SECONDS = 60
+
+app = modal.App(APP_NAME)
+
+
+def _not_python_cache(path: Path) -> bool:
+    return "__pycache__" in path.parts
+
+
+image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .uv_sync(frozen=True, extra_options="--no-dev")
+    # The packages carry SQL files (named queries, stand-ins) beside the Python modules.
+    .add_local_python_source("jobhook", "functions", "handlers", ignore=_not_python_cache)
+)
+secrets = [modal.Secret.from_name("jobhook", required_keys=["DATABASE_URL"])]
+
+
+def tier_timeout(tier: str) -> int:
+    timeouts = [t.timeout_seconds for t in registry if t.tier == tier]
+    return min(max(timeouts, default=300) + MARGIN_SECONDS, 24 * 3600)
+
+
+async def _run(job_ids: list[str]) -> list[str]:
+    from jobhook.config import Settings
+    from jobhook.worker import run_jobs
+
+    return [outcome.value for outcome in await run_jobs(job_ids, registry, Settings())]
+
+
+@app.function(image=image, secrets=secrets, timeout=tier_timeout("cpu"))
+@modal.concurrent(max_inputs=20)
+async def run_cpu(job_ids: list[str]) -> list[str]:
+    return await _run(job_ids)
+
+
+@app.function(image=image, secrets=secrets, gpu=GPU, timeout=tier_timeout("gpu"))
+async def run_gpu(job_ids: list[str]) -> list[str]:
+    return await _run(job_ids)
+
+
+@app.function(image=image, secrets=secrets, memory=4096, timeout=tier_timeout("browser"))
+@modal.concurrent(max_inputs=4)
+async def run_browser(job_ids: list[str]) -> list[str]:
+    return await _run(job_ids)
+
+
+@app.function(image=image, secrets=secrets, timeout=tier_timeout("llm"))
+@modal.concurrent(max_inputs=100)
+async def run_llm(job_ids: list[str]) -> list[str]:
+    return await _run(job_ids)
+
+
+RUNNERS: dict[str, Any] = {"cpu": run_cpu, "gpu": run_gpu, "browser": run_browser, "llm": run_llm}
+
+
+# min_containers=1: a cold start can take longer than the webhook's timeout, and this container
+# also rings for delayed jobs and retries every second.
+@app.function(image=image, secrets=secrets, min_containers=1)
+@modal.concurrent(max_inputs=100)
+@modal.asgi_app(label="jobhook-api")
+def api() -> FastAPI:
+    from functions.app import create_app
+    from jobhook.executor import ModalExecutor
+
+    return create_app(executor_factory=lambda runtime: ModalExecutor(RUNNERS, runtime.registry))

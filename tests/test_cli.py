@@ -1,0 +1,214 @@
+"""The `jobhook` command as a user meets it: its verbs, its errors, the dev stack's lifecycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID
+
+import httpx
+import jwt
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from jobhook.cli import app
+from jobhook.cluster import Cluster, free_port, port_is_listening
+from jobhook.config import LOCAL_JWT_SECRET
+from tests.conftest import DEMO_USER, Stack, insert_job
+
+pytestmark = pytest.mark.commits
+OTHER_USER = "00000000-0000-4000-8000-0000000000b0"
+
+
+@pytest.fixture
+def cli(committed: Stack, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("DATABASE_URL", committed.url)
+    from jobhook.config import get_settings
+
+    get_settings.cache_clear()
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        # No delivery worker here: jobs stay pending, which is what these tests look at.
+        conn.execute(
+            "insert into auth.users (id, email) values (%s, 'other@example.com')"
+            " on conflict do nothing",
+            (OTHER_USER,),
+        )
+    return CliRunner()
+
+
+def test_token_is_a_supabase_shaped_jwt(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["token", "--user", DEMO_USER])
+    assert result.exit_code == 0
+    token = result.stdout.strip()
+    assert "\n" not in token
+    claims = jwt.decode(token, LOCAL_JWT_SECRET, algorithms=["HS256"], audience="authenticated")
+    assert claims["sub"] == DEMO_USER
+    assert claims["role"] == "authenticated"
+    assert claims["exp"] > time.time()
+
+
+def test_token_refuses_a_user_that_is_not_a_uuid(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["token", "--user", "alice"])
+    assert result.exit_code == 2
+    assert "--user must be a UUID" in result.stderr
+
+
+def test_submit_show_list_cancel(cli: CliRunner) -> None:
+    submitted = cli.invoke(app, ["submit", "sample_task", "--params", '{"steps": 2}'])
+    assert submitted.exit_code == 0, submitted.output
+    job_id = UUID(submitted.stdout.split()[-1])
+
+    shown = cli.invoke(app, ["jobs", "show", str(job_id)])
+    assert shown.exit_code == 0
+    assert json.loads(shown.stdout)["payload"] == {"steps": 2}
+
+    listed = cli.invoke(app, ["jobs", "list", "--status", "pending"])
+    assert listed.exit_code == 0
+    assert str(job_id) in listed.stdout
+
+    cancelled = cli.invoke(app, ["jobs", "cancel", str(job_id)])
+    assert cancelled.exit_code == 0
+    assert "cancelled" in cancelled.stdout
+    again = cli.invoke(app, ["jobs", "cancel", str(job_id)])
+    assert again.exit_code == 1
+    assert "is cancelled; only pending or processing jobs can be cancelled" in again.stderr
+
+
+def test_submit_with_an_idempotency_key_returns_the_same_job(cli: CliRunner) -> None:
+    first = cli.invoke(app, ["submit", "sample_task", "--idempotency-key", "k1"])
+    second = cli.invoke(app, ["submit", "sample_task", "--idempotency-key", "k1"])
+    assert first.stdout.split()[-1] == second.stdout.split()[-1]
+    assert second.stdout.startswith("already submitted")
+
+
+def test_submit_refusals_say_why(cli: CliRunner) -> None:
+    unknown = cli.invoke(app, ["submit", "no_such_type"])
+    assert unknown.exit_code == 1
+    assert 'unknown job type "no_such_type"' in unknown.stderr
+    assert "hint: known job types: one_shot, sample_task" in unknown.stderr
+    not_json = cli.invoke(app, ["submit", "sample_task", "--params", "{steps: 2"])
+    assert not_json.exit_code == 2
+    assert "--params is not JSON" in not_json.stderr
+    not_object = cli.invoke(app, ["submit", "sample_task", "--params", "[1]"])
+    assert not_object.exit_code == 1
+    assert "payload must be a JSON object, got array" in not_object.stderr
+
+
+def test_another_users_job_does_not_exist_for_you(cli: CliRunner, committed: Stack) -> None:
+    theirs = insert_job(committed.url, "sample_task", user_id=OTHER_USER)
+    for verb in ("show", "cancel"):
+        result = cli.invoke(app, ["jobs", verb, str(theirs)])
+        assert result.exit_code == 1
+        assert "not yours" in result.stderr
+    listed = cli.invoke(app, ["jobs", "list"])
+    assert str(theirs) not in listed.stdout
+
+
+def test_types_sync_and_sweep(cli: CliRunner) -> None:
+    synced = cli.invoke(app, ["types", "sync"])
+    assert synced.exit_code == 0
+    assert "synced sample_task" in synced.stdout
+    assert "disabled one_shot" in synced.stdout
+    listed = cli.invoke(app, ["types", "list"])
+    assert "sample_task" in listed.stdout
+    swept = cli.invoke(app, ["sweep"])
+    assert swept.exit_code == 0
+    assert set(json.loads(swept.stdout)) >= {"rescued", "dispatched", "pruned"}
+
+
+def test_an_unreachable_database_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobhook.config import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres:postgres@127.0.0.1:{free_port()}/x")
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["jobs", "list"])
+    assert result.exit_code == 2
+    assert "cannot reach the database" in result.stderr
+    get_settings.cache_clear()
+
+
+# -- the dev stack as a process ------------------------------------------------------------------
+
+
+@pytest.fixture
+def dev_ports() -> Iterator[tuple[Path, int, int]]:
+    data = Path(tempfile.mkdtemp(prefix="jobhook-dev-"))
+    ports = (free_port(), free_port())
+    yield data, *ports
+    # Whatever a failed test left running: stop it (a no-op when the stack stopped itself).
+    Cluster(data, port=ports[0]).stop()
+
+
+def start_dev(data: Path, db_port: int, app_port: int) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "jobhook.cli", "dev", "--data-dir", str(data)]
+    command += ["--db-port", str(db_port), "--app-port", str(app_port)]
+    output = data / "dev.log"
+    with output.open("ab") as log:
+        process = subprocess.Popen(  # noqa: S603
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "JOBHOOK_WEBHOOK_SECRETS": ""},
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, output.read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{app_port}/ready", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("the dev stack did not become ready")
+
+
+def run_one_job(db_port: int) -> None:
+    url = f"postgresql://postgres:postgres@127.0.0.1:{db_port}/postgres"
+    job_id = insert_job(url, "sample_task", {"steps": 1, "step_seconds": 0})
+    with psycopg.connect(url, autocommit=True) as conn:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            row = conn.execute("select status from public.jobs where id = %s", (job_id,)).fetchone()
+            if row == ("completed",):
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not complete: {row}")
+
+
+def test_dev_runs_jobs_and_one_ctrl_c_stops_everything(dev_ports: tuple[Path, int, int]) -> None:
+    data, db_port, app_port = dev_ports
+    process = start_dev(data, db_port, app_port)
+    run_one_job(db_port)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0
+    assert not port_is_listening(db_port)
+    assert not port_is_listening(app_port)
+
+
+def test_dev_recovers_after_everything_is_killed(dev_ports: tuple[Path, int, int]) -> None:
+    data, db_port, app_port = dev_ports
+    process = start_dev(data, db_port, app_port)
+    postmaster = int((data / "pgdata" / "postmaster.pid").read_text().split()[0])
+    os.killpg(process.pid, signal.SIGKILL)
+    os.kill(postmaster, signal.SIGKILL)
+    process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while port_is_listening(db_port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    process = start_dev(data, db_port, app_port)
+    try:
+        run_one_job(db_port)
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
