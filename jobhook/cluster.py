@@ -206,13 +206,11 @@ class Cluster:
             (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
         # Backends of a crashed server notice its death within a moment; until they have, the
         # new server refuses their shared memory. Give them that moment.
+        start = ["pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file)]
+        start += ["-w", "-t", "120"]
         deadline = time.monotonic() + 15
         while True:
-            result = self._server_tool(
-                ["pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file)]
-                + ["-w", "-t", "120"],
-                check=False,
-            )
+            result = self._server_tool(start, check=False)
             if result.returncode == 0:
                 return
             if "still in use" not in _tail(self.log_file, 5) or time.monotonic() > deadline:
