@@ -4,18 +4,31 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import handlers
-from functions import errors, health, webhooks
-from functions.requests import RequestIdMiddleware
+from functions import errors, health, jobs, service, webhooks
+from functions.auth import Authenticator
+from functions.ratelimit import RateLimiter
+from functions.requests import BodyLimitMiddleware, RequestIdMiddleware
 from functions.runtime import ExecutorFactory, Runtime
 from jobhook import logs
 from jobhook.config import Settings
 from jobhook.registry import Registry, registry
+from jobhook.webhook import MAX_BODY_BYTES
+
+DESCRIPTION = """
+Create jobs, follow their progress and read their results. Every `/jobs` request carries a
+Supabase access token (`Authorization: Bearer <jwt>`) and sees only its user's jobs: the same
+rows supabase-js reads under row-level security. `/service` is for trusted backends
+(`X-API-Key`). Errors share one shape: `{"error": {"code", "message", "details"}, "request_id"}`.
+"""
 
 
 def create_app(
@@ -42,13 +55,47 @@ def create_app(
     app = FastAPI(
         title="jobhook",
         summary="Background jobs as Postgres rows on Supabase, run on Modal.",
+        description=DESCRIPTION,
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.state.authenticator = Authenticator(settings)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit)
     errors.install(app)
+    # Outermost last: the request id exists before anything else can answer.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "Location"],
+            max_age=600,
+        )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(service.router)
     app.include_router(webhooks.router)
+
+    def openapi() -> dict[str, Any]:
+        """The generated schema, with job_type listing the job types this deployment runs."""
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            names = sorted(job_type.name for job_type in job_registry)
+            for model in ("JobCreate", "ServiceJobCreate"):
+                schema["components"]["schemas"][model]["properties"]["job_type"]["enum"] = names
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -6,11 +6,13 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 log = structlog.get_logger("jobhook.api")
 
@@ -84,7 +86,25 @@ def install(app: FastAPI) -> None:
         phrase = HTTPStatus(exc.status_code).phrase
         code = phrase.lower().replace(" ", "_").replace("-", "_")
         message = exc.detail if isinstance(exc.detail, str) else phrase
-        return error_response(request, exc.status_code, code, message, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route for this path only; a path served
+            # by several routes (GET and POST /jobs) must list them all.
+            allowed = _methods_for_path(app, request)
+            headers["Allow"] = ", ".join(allowed)
+            message = f"{request.method} is not allowed here; use {' or '.join(allowed)}"
+        return error_response(request, exc.status_code, code, message, headers=headers)
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def database_unreachable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unreachable", error=str(exc))
+        return error_response(
+            request,
+            503,
+            "database_unavailable",
+            "the database is unreachable; retry shortly",
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -92,3 +112,11 @@ def install(app: FastAPI) -> None:
         return error_response(
             request, 500, "internal_error", "an unexpected error occurred; it has been logged"
         )
+
+
+def _methods_for_path(app: FastAPI, request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.path_regex.match(request.url.path):
+            methods |= route.methods or set()
+    return sorted(methods)

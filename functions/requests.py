@@ -1,7 +1,11 @@
-"""Request ids and the request log: every response carries X-Request-ID, every log line too."""
+"""Request ids, the request log and metrics, and the body size cap: what every request gets.
+
+Pure ASGI middleware (no BaseHTTPMiddleware): nothing here buffers or re-reads a body.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -9,13 +13,16 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from jobhook import metrics
+
 log = structlog.get_logger("jobhook.api")
 # A client's id is reused only when it is short and plain, so it cannot forge log lines.
 ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class RequestIdMiddleware:
-    """Pure ASGI (no BaseHTTPMiddleware): it must not buffer or re-read request bodies."""
+    """X-Request-ID on every response (the client's, when plain, or a new one) and in every log
+    line written while the request is handled; one log line and one metric per request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -43,10 +50,82 @@ class RequestIdMiddleware:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
+                elapsed = time.perf_counter() - started
+                route = scope.get("route")
+                template = getattr(route, "path", "unmatched")
+                metrics.http_requests.labels(scope["method"], template, str(status)).inc()
+                metrics.http_duration.labels(scope["method"], template).observe(elapsed)
                 log.info(
                     "request",
                     method=scope["method"],
                     path=scope["path"],
                     status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    duration_ms=round(elapsed * 1000, 2),
                 )
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over `max_bytes` with 413, from Content-Length or while they stream in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        request_id = scope.get("state", {}).get("request_id")
+        body = json.dumps(
+            {
+                "error": {
+                    "code": "payload_too_large",
+                    "message": f"the body is over {self.max_bytes} bytes",
+                    "details": None,
+                },
+                "request_id": request_id,
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass

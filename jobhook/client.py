@@ -163,6 +163,10 @@ def _refusal(exc: psycopg.Error) -> Exception:
         return EnqueueRefused(message, code="too_many_unfinished_jobs", hint=diag.message_hint)
     if exc.sqlstate == "22023":
         return EnqueueRefused(message, code="invalid_job", hint=diag.message_hint)
-    if exc.sqlstate in ("23514", "22P02", "22007", "22008"):
+    if exc.sqlstate == "23503":
+        # public.jobs.user_id references auth.users: the caller's user does not exist (deleted,
+        # or a service named a user that never signed up).
+        return EnqueueRefused("the job's user does not exist in auth.users", code="unknown_user")
+    if exc.sqlstate in ("23514", "22P02", "22P05", "22021", "22007", "22008"):
         return EnqueueRefused(message, code="invalid_job", hint=diag.message_hint)
     return exc

@@ -31,6 +31,20 @@ class Settings(BaseSettings):
         None, ge=1, validation_alias="JOB_STUCK_TIMEOUT_MINUTES"
     )
 
+    # Service-to-service calls (X-API-Key) are refused while this is unset.
+    api_key: str | None = Field(None, min_length=32, validation_alias="JOBHOOK_API_KEY")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="JOBHOOK_CORS_ORIGINS"
+    )
+    # Per user, on POST /jobs, in the `limits` notation ("20/second", "600/minute").
+    rate_limit: str = Field("20/second", validation_alias="JOBHOOK_RATE_LIMIT")
+    jwt_leeway_seconds: int = Field(30, ge=0, le=300, validation_alias="JOBHOOK_JWT_LEEWAY_SECONDS")
+    # How long the JWKS is cached, and how soon an unknown key id may trigger a refetch.
+    jwks_cache_seconds: int = Field(600, ge=1, validation_alias="JOBHOOK_JWKS_CACHE_SECONDS")
+    jwks_refetch_cooldown_seconds: float = Field(
+        30, ge=0, validation_alias="JOBHOOK_JWKS_REFETCH_COOLDOWN_SECONDS"
+    )
+
     executor: str = Field("local", pattern="^(local|modal)$", validation_alias="JOBHOOK_EXECUTOR")
     max_concurrency: int = Field(64, ge=1, validation_alias="JOBHOOK_MAX_CONCURRENCY")
     max_concurrency_per_type: int = Field(
@@ -38,7 +52,7 @@ class Settings(BaseSettings):
     )
     worker_id: str | None = Field(None, validation_alias="JOBHOOK_WORKER_ID")
 
-    @field_validator("webhook_secrets", mode="before")
+    @field_validator("webhook_secrets", "cors_origins", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):

@@ -35,3 +35,14 @@ jobs_deferred = Counter(
     "Dispatched jobs not started because the executor was full (the sweep re-dispatches them)",
     ["job_type"],
 )
+http_requests = Counter(
+    "jobhook_http_requests",
+    "HTTP requests by route template and status",
+    ["method", "route", "status"],
+)
+http_duration = Histogram(
+    "jobhook_http_request_duration_seconds",
+    "HTTP request handling time by route template",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 from uuid import UUID
 
+import psycopg
 import structlog
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
@@ -141,7 +142,15 @@ class Runner:
             return await self._fail(
                 job, f"the handler's result is not JSON: {exc}", retryable=False, kind="bad_result"
             )
-        done = await self._write(lambda: self.store.complete(job, payload, ctx.last_message))
+        try:
+            done = await self._write(lambda: self.store.complete(job, payload, ctx.last_message))
+        except psycopg.DataError as exc:
+            return await self._fail(
+                job,
+                f"the handler's result cannot be stored: {exc.diag.message_primary or exc}",
+                retryable=False,
+                kind="bad_result",
+            )
         return Outcome.COMPLETED if done else Outcome.LOST
 
     async def _call(self, job_type: JobType, params: Any, ctx: JobContext) -> Any:
@@ -204,6 +213,8 @@ class Runner:
         while True:
             try:
                 return await write()
+            except psycopg.DataError:
+                raise  # the write can never succeed; the caller decides what to record instead
             except Exception as exc:
                 if not is_transient(exc) or time.monotonic() > deadline:
                     log.error("write-back failed; the sweep will rescue the job", error=str(exc))

@@ -12,6 +12,7 @@ call jobhook.sweep() themselves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import tempfile
 import threading
@@ -253,3 +254,41 @@ async def app_stack(committed: Stack) -> AsyncIterator[Served]:
     app = create_app(settings, job_registry=handlers_for_tests.registry, configure_logging=False)
     async with serve(settings, port=port, app=app) as served:
         yield served
+
+
+AppFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def api_server(committed: Stack) -> AsyncIterator[AppFactory]:
+    """Start the app (and the delivery worker) with extra settings: `await api_server(**env)`."""
+    from functions.app import create_app
+    from tests import handlers_for_tests
+
+    handlers_for_tests.database_url = committed.url
+    stack = contextlib.AsyncExitStack()
+
+    async def start(**environment: str) -> Served:
+        port = free_port()
+        with psycopg.connect(committed.url, autocommit=True) as conn:
+            vault.write(conn, vault.WEBHOOK_URL, f"http://127.0.0.1:{port}/webhooks/jobs")
+        settings = Settings(DATABASE_URL=committed.url, **environment)  # type: ignore[arg-type]
+        app = create_app(
+            settings, job_registry=handlers_for_tests.registry, configure_logging=False
+        )
+        return await stack.enter_async_context(serve(settings, port=port, app=app))
+
+    async with stack:
+        yield start
+
+
+def user_token(user_id: str = DEMO_USER, **overrides: Any) -> str:
+    """An HS256 access token as Supabase Auth issues them, signed with the local secret."""
+    import jwt
+
+    from jobhook.config import LOCAL_JWT_SECRET
+
+    now = int(time.time())
+    claims = {"sub": user_id, "role": "authenticated", "aud": "authenticated", "exp": now + 600}
+    claims.update(overrides)
+    return jwt.encode({k: v for k, v in claims.items() if v is not None}, LOCAL_JWT_SECRET)

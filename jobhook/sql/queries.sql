@@ -69,3 +69,21 @@ select j.*, count(*) over () as total
 
 -- name: client_cancel
 update public.jobs set cancel_requested_at = now() where id = %(id)s returning *;
+
+-- Operator's view, run as the app's own role (bypasses RLS).
+
+-- name: stats_by_status_and_type
+select job_type, status::text as status, count(*)::int as jobs
+  from public.jobs
+ group by job_type, status;
+
+-- name: stats_health
+select extract(epoch from now() - min(run_at) filter (where status = 'pending' and run_at <= now()))
+         as oldest_due_pending_seconds,
+       count(*) filter (where status = 'processing' and lease_expires_at < now())::int
+         as expired_leases
+  from public.jobs
+ where status in ('pending', 'processing');
+
+-- name: sweep
+select jobhook.sweep() as summary;
