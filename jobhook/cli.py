@@ -132,6 +132,29 @@ def token(
 
 
 @app.command()
+def bench(
+    jobs: Annotated[int, typer.Option(min=10, help="jobs per throughput run")] = 10_000,
+    latency_jobs: Annotated[int, typer.Option(min=10, help="single inserts for latency")] = 500,
+    rate: Annotated[float, typer.Option(min=1, help="single inserts per second")] = 50,
+    peer: Annotated[bool, typer.Option(help="also measure pgqueuer in the same run")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Latency, throughput and WAL per job on a throwaway cluster, beside pgqueuer."""
+    try:
+        from bench import report
+        from bench.run import run
+    except ImportError as exc:
+        err.print(f"[red]the benchmark runs from a checkout with the dev dependencies[/]: {exc}")
+        raise typer.Exit(2) from None
+    logs.configure(level="WARNING", json=False)
+    result = _run(run(jobs, latency_jobs, rate, peer))
+    if as_json:
+        print(json.dumps(result))
+    else:
+        report.render(result, console)
+
+
+@app.command()
 def sweep() -> None:
     """Run one pass of the sweep now and print what it did."""
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import httpx
+import aiohttp
 import psycopg
 import structlog
 from psycopg.types.json import Jsonb
@@ -90,12 +90,17 @@ class DeliveryWorker:
         batch_size: int = 200,
         ttl: timedelta = timedelta(hours=6),
         idle_poll_seconds: float = 1.0,
+        max_in_flight: int = 64,
     ) -> None:
         self.database_url = database_url
         self.batch_size = batch_size
         self.ttl = ttl
         self.idle_poll_seconds = idle_poll_seconds
         self.sent = 0
+        self.max_in_flight = max_in_flight
+        # pg_net's curl multi handle takes any number of transfers at once; an HTTP client pool
+        # degrades with thousands queued, so requests wait here, before their timeout starts.
+        self._slots = asyncio.Semaphore(max_in_flight)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._responses: asyncio.Queue[Response] = asyncio.Queue()
         self.ready = asyncio.Event()
@@ -103,7 +108,10 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Deliver until cancelled; reconnect (with backoff) when the database goes away."""
         delay = 0.1
-        async with httpx.AsyncClient(headers={"User-Agent": USER_AGENT}) as client:
+        connector = aiohttp.TCPConnector(limit=self.max_in_flight)
+        async with aiohttp.ClientSession(
+            headers={"User-Agent": USER_AGENT}, connector=connector
+        ) as client:
             while True:
                 try:
                     await self._serve(client)
@@ -115,7 +123,7 @@ class DeliveryWorker:
                 else:
                     delay = 0.1
 
-    async def _serve(self, client: httpx.AsyncClient) -> None:
+    async def _serve(self, client: aiohttp.ClientSession) -> None:
         async with (
             await self._connect() as listener,
             await self._connect() as queue_conn,
@@ -165,32 +173,36 @@ class DeliveryWorker:
     async def _expire(self, conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(EXPIRE, {"ttl": self.ttl, "batch_size": self.batch_size})
 
-    async def _send(self, client: httpx.AsyncClient, request: Request) -> None:
-        timeout = request.timeout_milliseconds / 1000
+    async def _send(self, client: aiohttp.ClientSession, request: Request) -> None:
+        async with self._slots:
+            await self._send_now(client, request)
+
+    async def _send_now(self, client: aiohttp.ClientSession, request: Request) -> None:
+        timeout = aiohttp.ClientTimeout(total=request.timeout_milliseconds / 1000)
         try:
-            reply = await client.request(
+            async with client.request(
                 request.method.upper(),
                 request.url,
                 headers=request.headers,
-                content=request.body,
+                data=request.body,
                 timeout=timeout,
-            )
-        except httpx.TimeoutException:
+            ) as reply:
+                content = await reply.text(errors="replace")
+                response = Response(
+                    id=request.id,
+                    status_code=reply.status,
+                    content=content or None,
+                    headers=dict(reply.headers),
+                    content_type=reply.headers.get("content-type"),
+                )
+        except TimeoutError:
             response = Response(
                 id=request.id,
                 timed_out=True,
                 error_msg=f"Timeout of {request.timeout_milliseconds} ms reached",
             )
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             response = Response(id=request.id, error_msg=_curl_style_error(exc))
-        else:
-            response = Response(
-                id=request.id,
-                status_code=reply.status_code,
-                content=reply.text or None,
-                headers=dict(reply.headers),
-                content_type=reply.headers.get("content-type"),
-            )
         self.sent += 1
         self._responses.put_nowait(response)
 
@@ -222,7 +234,7 @@ async def _insert_responses(conn: psycopg.AsyncConnection[Any], batch: Sequence[
     )
 
 
-def _curl_style_error(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.ConnectError):
+def _curl_style_error(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return f"Couldn't connect to server: {exc}"
     return f"{type(exc).__name__}: {exc}"

@@ -19,6 +19,7 @@ import structlog
 from jobhook import metrics
 from jobhook.registry import Registry
 from jobhook.runner import Runner
+from jobhook.store import ClaimedJob
 
 log = structlog.get_logger("jobhook.executor")
 
@@ -38,66 +39,107 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Runs jobs as asyncio tasks in this process, bounded overall and per job type."""
+    """Runs jobs as asyncio tasks in this process, bounded overall and per job type.
 
-    def __init__(self, runner: Runner, *, max_concurrency: int, max_per_type: int) -> None:
+    Dispatched ids wait in a bounded in-memory line and one claimer takes them from it in
+    batches, as many as there is room to run, with one `jobhook.claim` per batch: however many
+    doorbells ring at once, the database sees a handful of claims, not one per delivery. The line
+    only holds ids of rows that stay pending in the database until claimed, so losing it (a
+    crash) loses nothing: the sweep rings for those jobs again.
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        max_concurrency: int,
+        max_per_type: int,
+        max_waiting: int = 10_000,
+        claim_batch: int = 500,
+    ) -> None:
         self.runner = runner
         self.max_concurrency = max_concurrency
         self.max_per_type = max_per_type
+        self.max_waiting = max_waiting
+        self.claim_batch = claim_batch
         self._running: Counter[str] = Counter()
+        self._waiting: dict[UUID, Dispatched] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._wake = asyncio.Event()
+        self._claimer: asyncio.Task[None] | None = None
 
     @property
     def running(self) -> int:
         return sum(self._running.values())
 
     async def submit(self, jobs: Sequence[Dispatched]) -> list[Dispatched]:
-        accepted: list[Dispatched] = []
-        refused: list[Dispatched] = []
+        refused = []
         for job in jobs:
-            if (
-                self.running >= self.max_concurrency
-                or self._running[job.job_type] >= self.max_per_type
-            ):
+            if job.id in self._waiting:
+                continue
+            if len(self._waiting) >= self.max_waiting:
                 refused.append(job)
                 metrics.jobs_deferred.labels(job.job_type).inc()
                 continue
-            self._running[job.job_type] += 1
-            accepted.append(job)
-        if accepted:
-            # One claim for the whole batch: one round trip however many jobs the doorbell named.
-            self._start(self._run_batch(accepted))
+            self._waiting[job.id] = job
+        if self._claimer is None or self._claimer.done():
+            self._claimer = asyncio.create_task(self._claim_forever())
+        self._wake.set()
         return refused
 
-    def _start(self, coroutine: Any) -> None:
-        task = asyncio.create_task(coroutine)
+    async def _claim_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while batch := self._next_batch():
+                try:
+                    claimed = await self.runner.store.claim(
+                        [job.id for job in batch], self.runner.worker_id
+                    )
+                except Exception:
+                    # The ids stay pending in the database; the sweep rings for them again.
+                    log.exception("claim failed; the sweep will ring for these jobs again")
+                    await asyncio.sleep(0.5)
+                    continue
+                for job in claimed:
+                    self._start(job)
+
+    def _next_batch(self) -> list[Dispatched]:
+        """Take from the line what there is room to run, oldest first, within type limits."""
+        room = min(self.max_concurrency - self.running, self.claim_batch)
+        batch: list[Dispatched] = []
+        taken: Counter[str] = Counter()
+        for job in list(self._waiting.values()):
+            if len(batch) >= room:
+                break
+            if self._running[job.job_type] + taken[job.job_type] >= self.max_per_type:
+                continue
+            taken[job.job_type] += 1
+            batch.append(self._waiting.pop(job.id))
+        return batch
+
+    def _start(self, job: ClaimedJob) -> None:
+        self._running[job.job_type] += 1
+        task = asyncio.create_task(self.runner.execute(job))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda done: self._finished(done, job.job_type))
 
-    async def _run_batch(self, jobs: list[Dispatched]) -> None:
-        try:
-            claimed = await self.runner.store.claim([job.id for job in jobs], self.runner.worker_id)
-            claimed_ids = {job.id for job in claimed}
-            for job in jobs:
-                if job.id not in claimed_ids:
-                    self._running[job.job_type] -= 1
-            await asyncio.gather(*(self._execute(job) for job in claimed))
-        except Exception:
-            log.exception("batch failed before its jobs ran; the sweep will rescue them")
-            for job in jobs:
-                self._running[job.job_type] = max(0, self._running[job.job_type] - 1)
-
-    async def _execute(self, job: Any) -> None:
-        try:
-            await self.runner.execute(job)
-        finally:
-            self._running[job.job_type] -= 1
+    def _finished(self, task: asyncio.Task[Any], job_type: str) -> None:
+        self._tasks.discard(task)
+        self._running[job_type] -= 1
+        if self._waiting:
+            self._wake.set()
 
     async def aclose(self) -> None:
         """Stop running jobs; their leases expire and the sweep hands them to the next runner."""
+        if self._claimer is not None:
+            self._claimer.cancel()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(
+            *self._tasks, *(t for t in [self._claimer] if t), return_exceptions=True
+        )
+        await self.runner.completions.aclose()
 
 
 class ModalExecutor:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 from uuid import UUID
@@ -27,6 +28,7 @@ from jobhook.context import JobCancelled, JobContext
 from jobhook.jobs import JobError, JobStatus
 from jobhook.registry import JobType, Registry
 from jobhook.store import ClaimedJob, Store, is_transient
+from jobhook.writeback import Completions
 
 log = structlog.get_logger("jobhook.runner")
 T = TypeVar("T")
@@ -60,7 +62,7 @@ class Runner:
         self.worker_id = worker_id
         # Told when an attempt goes back to pending, so whoever rings for due jobs looks again.
         self.on_retry = on_retry
-        self._lease_seconds: int | None = None
+        self.completions = Completions(store)
 
     async def run(self, job_id: UUID) -> Outcome:
         claimed = await self.store.claim([job_id], self.worker_id)
@@ -143,7 +145,9 @@ class Runner:
                 job, f"the handler's result is not JSON: {exc}", retryable=False, kind="bad_result"
             )
         try:
-            done = await self._write(lambda: self.store.complete(job, payload, ctx.last_message))
+            done = await self._write(
+                lambda: self.completions.complete(job, payload, ctx.last_message)
+            )
         except psycopg.DataError as exc:
             return await self._fail(
                 job,
@@ -175,9 +179,8 @@ class Runner:
         self, ctx: JobContext, handler: asyncio.Task[Any], lost: asyncio.Event
     ) -> None:
         """Extend the lease every lease/3, write progress as it comes, watch for cancellation."""
-        if self._lease_seconds is None:
-            self._lease_seconds = await self.store.lease_seconds()
-        interval = self._lease_seconds / 3
+        lease = ctx.job.lease_expires_at - datetime.now(UTC)
+        interval = max(1.0, lease.total_seconds() / 3)
         last_beat = time.monotonic()
         while not handler.done():
             due_in = max(0.0, interval - (time.monotonic() - last_beat))

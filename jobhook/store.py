@@ -97,9 +97,9 @@ class Store:
         )
         return Heartbeat(**rows[0]) if rows else None
 
-    async def complete(self, job: ClaimedJob, result: Any, message: str | None = None) -> bool:
-        params = {"id": job.id, "attempt": job.attempt, "result": Jsonb(result), "message": message}
-        return bool(await self._value("complete", params))
+    async def complete_many(self, outcomes: Jsonb) -> list[UUID]:
+        """Complete many attempts; return the ids completed (see jobhook.writeback)."""
+        return [row["id"] for row in await self._all("complete_many", {"outcomes": outcomes})]
 
     async def fail(
         self, job: ClaimedJob, message: str, *, retryable: bool, kind: str
@@ -124,9 +124,6 @@ class Store:
         """Ring for the jobs that fell due; return how many, and when the next one falls due."""
         [row] = await self._all("dispatch_due", {})
         return int(row["dispatched"]), row["next_due_in"]
-
-    async def lease_seconds(self) -> int:
-        return int(await self._value("lease_seconds"))
 
     async def vault_secret(self, name: str, *, acquire_within: float | None = None) -> str | None:
         value = await self._value("vault_secret", {"name": name}, acquire_within)

@@ -143,8 +143,16 @@ def dev_ports() -> Iterator[tuple[Path, int, int]]:
     data = Path(tempfile.mkdtemp(prefix="jobhook-dev-"))
     ports = (free_port(), free_port())
     yield data, *ports
-    # Whatever a failed test left running: stop it (a no-op when the stack stopped itself).
-    Cluster(data, port=ports[0]).stop()
+    # Whatever a failed test left running goes: the stack's processes, then its database.
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    Cluster(data, port=ports[0]).destroy()
+
+
+STARTED: list[subprocess.Popen[bytes]] = []
 
 
 def start_dev(data: Path, db_port: int, app_port: int) -> subprocess.Popen[bytes]:
@@ -159,6 +167,7 @@ def start_dev(data: Path, db_port: int, app_port: int) -> subprocess.Popen[bytes
             env={**os.environ, "JOBHOOK_WEBHOOK_SECRETS": ""},
             start_new_session=True,
         )
+    STARTED.append(process)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         assert process.poll() is None, output.read_text()

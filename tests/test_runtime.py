@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -209,37 +210,43 @@ async def test_a_runner_that_lost_its_lease_cannot_overwrite_the_newer_attempt(
     assert [e["kind"] for e in final["errors"]] == ["lease_expired"]
 
 
-async def test_the_full_executor_leaves_jobs_pending_for_the_sweep(
+async def test_a_full_executor_queues_then_leaves_jobs_pending_for_the_sweep(
     committed: Stack, app_stack: Served
 ) -> None:
     executor = app_stack.app.state.runtime.executor
     executor.max_concurrency = 1
-    first = insert_job(committed.url, "gated", {"key": "full-1", "block_attempts": [1]})
-    await wait_for_job(committed.url, first, lambda r: r["status"] == "processing")
-    second = insert_job(committed.url, "gated", {"key": "full-2", "block_attempts": []})
-    # The doorbell for the second job was answered with "deferred": it stays pending.
-    with psycopg.connect(committed.url) as conn:
-        for _ in range(200):
-            replies = conn.execute(
-                "select content from net._http_response order by id desc limit 1"
-            ).fetchone()
-            if replies and json.loads(replies[0]).get("deferred") == 1:
-                break
-            await asyncio.sleep(0.02)
-    assert replies is not None
-    assert json.loads(replies[0]) == {"accepted": 0, "deferred": 1}
-    assert (await wait_for_job(committed.url, second, lambda r: True))["status"] == "pending"
-    # Room again, and the sweep re-rings the lost doorbell.
+    executor.max_waiting = 1
+    running = insert_job(committed.url, "gated", {"key": "full-1", "block_attempts": [1]})
+    await wait_for_job(committed.url, running, lambda r: r["status"] == "processing")
+    waiting = insert_job(committed.url, "gated", {"key": "full-2", "block_attempts": []})
+    refused = insert_job(committed.url, "gated", {"key": "full-3", "block_attempts": []})
+    # The third doorbell was answered "deferred": the job stays pending in the database.
+    replies = await delivery_replies(committed.url, 3)
+    assert {"accepted": 0, "deferred": 1} in replies
+    assert (await wait_for_job(committed.url, refused, lambda r: True))["status"] == "pending"
+
+    # Room again: the waiting job runs from the line; the refused one when the sweep rings.
     executor.max_concurrency = 10
     handlers_for_tests.gates[("full-1", 1)].set()
+    assert (await wait_for_job(committed.url, waiting, finished))["status"] == "completed"
     with psycopg.connect(committed.url, autocommit=True) as conn:
         conn.execute(
             "update public.jobs set dispatched_at = now() - interval '1 hour' where id = %s",
-            (second,),
+            (refused,),
         )
         conn.execute("select jobhook.sweep()")
-    row = await wait_for_job(committed.url, second, finished)
-    assert row["status"] == "completed"
+    assert (await wait_for_job(committed.url, refused, finished))["status"] == "completed"
+
+
+async def delivery_replies(database_url: str, count: int) -> list[dict[str, Any]]:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        async with asyncio.timeout(10):
+            while True:
+                cursor = await conn.execute("select content from net._http_response order by id")
+                rows = await cursor.fetchall()
+                if len(rows) >= count:
+                    return [json.loads(row[0]) for row in rows]
+                await asyncio.sleep(0.02)
 
 
 def test_types_are_synced_from_the_registry(committed: Stack, app_stack: Served) -> None:

@@ -10,8 +10,8 @@ select id, user_id, job_type, payload, attempt, max_attempts, lease_expires_at,
 select cancel_requested, lease_expires_at
   from jobhook.heartbeat(%(id)s, %(attempt)s, %(progress)s, %(message)s);
 
--- name: complete
-select jobhook.complete(%(id)s, %(attempt)s, %(result)s, %(message)s);
+-- name: complete_many
+select id from jobhook.complete_many(%(outcomes)s) as c (id);
 
 -- name: fail
 select jobhook.fail(%(id)s, %(attempt)s, %(message)s, %(retryable)s, %(kind)s)::text;
@@ -25,9 +25,6 @@ select jobhook.dispatch_due() as dispatched,
        (select min(j.run_at) from public.jobs j
          where j.status = 'pending' and j.run_at > now() and j.cancel_requested_at is null)
          - now() as next_due_in;
-
--- name: lease_seconds
-select lease_seconds from jobhook.settings;
 
 -- name: vault_secret
 select decrypted_secret from vault.decrypted_secrets where name = %(name)s;

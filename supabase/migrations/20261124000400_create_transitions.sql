@@ -93,8 +93,34 @@ begin
 end;
 $$;
 
--- processing -> completed with the handler's result, and the last progress message the runner
--- had not written yet. False when the attempt is no longer ours.
+-- processing -> completed for many attempts in one statement: each element of `outcomes` is
+-- {"id", "attempt", "result", "progress_message"}, the result and the last progress message the
+-- runner had not written yet. Returns the ids completed; an id missing from the answer was no
+-- longer that attempt's (its lease expired and the job moved on) and is left untouched. A runner
+-- finishing many short jobs writes them back together instead of one round trip each.
+create function jobhook.complete_many(outcomes jsonb)
+returns setof uuid
+language sql
+set search_path = ''
+as $$
+  update public.jobs j
+     set status = 'completed',
+         progress = 100,
+         progress_message = coalesce(left(o.progress_message, 1000), j.progress_message),
+         result = o.result,
+         error = null,
+         finished_at = now(),
+         updated_at = now(),
+         lease_expires_at = null
+    from jsonb_to_recordset(outcomes)
+           as o (id uuid, attempt integer, result jsonb, progress_message text)
+   where j.id = o.id
+     and j.attempt = o.attempt
+     and j.status = 'processing'
+  returning j.id
+$$;
+
+-- processing -> completed with the handler's result. False when the attempt is no longer ours.
 create function jobhook.complete(
   job_id uuid,
   attempt integer,
@@ -102,25 +128,14 @@ create function jobhook.complete(
   progress_message text default null
 )
 returns boolean
-language plpgsql
+language sql
 set search_path = ''
 as $$
-#variable_conflict use_column
-begin
-  update public.jobs j
-     set status = 'completed',
-         progress = 100,
-         progress_message = coalesce(left(complete.progress_message, 1000), j.progress_message),
-         result = complete.result,
-         error = null,
-         finished_at = now(),
-         updated_at = now(),
-         lease_expires_at = null
-   where j.id = complete.job_id
-     and j.attempt = complete.attempt
-     and j.status = 'processing';
-  return found;
-end;
+  select exists (
+    select from jobhook.complete_many(jsonb_build_array(jsonb_build_object(
+      'id', job_id, 'attempt', attempt, 'result', result, 'progress_message', progress_message
+    )))
+  )
 $$;
 
 -- The delay before retrying after `attempt` failed: exponential from the type's base, capped,
@@ -255,6 +270,7 @@ end;
 $$;
 
 revoke execute on function
+  jobhook.complete_many(jsonb),
   jobhook.status_after_failure(timestamptz, boolean, integer, integer),
   jobhook.error_entry(integer, text, text),
   jobhook.claim(uuid[], text),
@@ -265,6 +281,7 @@ revoke execute on function
   jobhook.cancel(uuid, integer)
 from public;
 grant execute on function
+  jobhook.complete_many(jsonb),
   jobhook.status_after_failure(timestamptz, boolean, integer, integer),
   jobhook.error_entry(integer, text, text),
   jobhook.claim(uuid[], text),

@@ -1,0 +1,69 @@
+"""The benchmark's figures as a readable table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def render(result: dict[str, Any], console: Console) -> None:
+    peer = result.get("peer")
+    ratio = result.get("ratio") or {}
+    table = Table(title=f"jobhook bench: {result['jobs']} jobs per throughput run")
+    table.add_column("measure")
+    table.add_column("jobhook", justify="right")
+    if peer:
+        table.add_column(f"{peer['name']} {peer['version']}", justify="right")
+        table.add_column("ratio", justify="right")
+    rows = [
+        (
+            "insert→start p50 (ms)",
+            result["latency_ms"]["p50"],
+            peer and peer["latency_ms"]["p50"],
+            ratio.get("latency_p50"),
+        ),
+        (
+            "insert→start p95 (ms)",
+            result["latency_ms"]["p95"],
+            peer and peer["latency_ms"]["p95"],
+            None,
+        ),
+        (
+            "insert→start p99 (ms)",
+            result["latency_ms"]["p99"],
+            peer and peer["latency_ms"]["p99"],
+            None,
+        ),
+        (
+            "throughput, bulk insert (jobs/s)",
+            result["throughput_jobs_per_s"],
+            peer and peer["throughput_jobs_per_s"],
+            ratio.get("throughput"),
+        ),
+        (
+            "throughput, row by row (jobs/s)",
+            result["throughput_row_by_row_jobs_per_s"],
+            peer and peer["throughput_row_by_row_jobs_per_s"],
+            ratio.get("throughput_row_by_row"),
+        ),
+        (
+            "WAL per job (bytes)",
+            result["wal_bytes_per_job"],
+            peer and peer["wal_bytes_per_job"],
+            ratio.get("wal_bytes_per_job"),
+        ),
+        ("webhook requests, bulk", result["webhook_requests"], None, None),
+        ("webhook requests, row by row", result["webhook_requests_row_by_row"], None, None),
+    ]
+    for label, ours, theirs, factor in rows:
+        cells = [label, str(ours)]
+        if peer:
+            cells += ["" if theirs is None else str(theirs), "" if factor is None else f"{factor}x"]
+        table.add_row(*cells)
+    console.print(table)
+    console.print(
+        f"latency over {result['latency_jobs']} single inserts; ratios are jobhook / peer "
+        "(above 1 is better for throughput, below 1 is better for latency and WAL)"
+    )

@@ -1,0 +1,362 @@
+"""`jobhook bench`: jobhook and pgqueuer measured on one cluster, in one run, the same way.
+
+A throwaway PostgreSQL 15 cluster is made for the run (the dev stack's own code builds it), with
+jobhook migrated into `postgres` and pgqueuer installed in a database of its own. For each
+system, in this order:
+
+- latency: `latency_jobs` single-job inserts at `rate` per second; for each, the wall clock from
+  the moment the producer commits the insert to the moment the handler starts, in another
+  process. (jobhook's producer inserts as an authenticated user, as supabase-js does.)
+- throughput: `jobs` no-op jobs inserted in one statement, then again one per transaction;
+  jobs per second from the first insert to the last completion, both read from the database's
+  own timestamps, and for jobhook the webhook requests they cost.
+- WAL: bytes of WAL per job over the bulk run, from insert to completion, by pg_current_wal_lsn().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from bench import workers
+from jobhook import database, vault
+from jobhook.cluster import Cluster, free_port
+from jobhook.config import DEMO_USER_ID
+
+PGQUEUER_DB = "pgqueuer_bench"
+CLAIMS = json.dumps({"sub": DEMO_USER_ID, "role": "authenticated"})
+
+
+@dataclass
+class Figures:
+    name: str
+    version: str
+    latency_ms: dict[str, float]
+    throughput_jobs_per_s: float
+    throughput_row_by_row_jobs_per_s: float
+    wal_bytes_per_job: float
+    webhook_requests: int | None = None
+    webhook_requests_row_by_row: int | None = None
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {
+        "p50": round(statistics.median(ordered), 2),
+        "p95": round(cuts[94], 2),
+        "p99": round(cuts[98], 2),
+        "max": round(ordered[-1], 2),
+    }
+
+
+@contextlib.contextmanager
+def child(target: Callable[..., None], *args: Any) -> Any:
+    """Start a consumer process; yield its queue of (job id, start time); stop it after."""
+    context = multiprocessing.get_context("spawn")
+    started = context.Queue()
+    stop = context.Event()
+    process = context.Process(target=target, args=(started, stop, *args))
+    process.start()
+    try:
+        kind, _ = started.get(timeout=120)
+        assert kind == "ready", kind
+        yield started
+    finally:
+        stop.set()
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+
+
+def collect_starts(started: Any, expected: set[str], within: float) -> dict[str, float]:
+    starts: dict[str, float] = {}
+    deadline = time.monotonic() + within
+    while expected - starts.keys() and time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            job_id, at = started.get(timeout=0.5)
+            starts[job_id] = at
+    missing = expected - starts.keys()
+    if missing:
+        raise RuntimeError(f"{len(missing)} job(s) never started within {within} s")
+    return starts
+
+
+async def paced(
+    count: int, rate: float, insert: Callable[[], Awaitable[tuple[str, float]]]
+) -> dict[str, float]:
+    """Call `insert` `count` times at `rate` per second; return job id -> commit time."""
+    commits: dict[str, float] = {}
+    begin = time.monotonic()
+    for n in range(count):
+        await asyncio.sleep(max(0.0, begin + n / rate - time.monotonic()))
+        job_id, at = await insert()
+        commits[job_id] = at
+    return commits
+
+
+async def wait_until(query: str, url: str, target: int, within: float) -> None:
+    deadline = time.monotonic() + within
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        while True:
+            row = await (await conn.execute(query)).fetchone()
+            if row and row[0] >= target:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"only {row[0] if row else 0} of {target} jobs finished in {within} s"
+                )
+            await asyncio.sleep(0.05)
+
+
+async def wal_lsn(url: str) -> str:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        row = await (await conn.execute("select pg_current_wal_lsn()::text")).fetchone()
+        return str(row[0]) if row else "0/0"
+
+
+async def wal_bytes(url: str, since: str) -> int:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        row = await (
+            await conn.execute("select pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (since,))
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+# -- jobhook --------------------------------------------------------------------------------------
+
+
+async def jobhook_figures(url: str, jobs: int, latency_jobs: int, rate: float) -> Figures:
+    port = free_port()
+    with psycopg.connect(url, autocommit=True) as conn:
+        vault.write(conn, vault.WEBHOOK_URL, f"http://127.0.0.1:{port}/webhooks/jobs")
+        conn.execute("update jobhook.settings set max_unfinished_per_user = %s", (jobs * 2 + 10,))
+
+    async with await psycopg.AsyncConnection.connect(url) as producer:
+
+        async def insert_one() -> tuple[str, float]:
+            await producer.execute(
+                "select set_config('role', 'authenticated', true),"
+                " set_config('request.jwt.claims', %s, true)",
+                (CLAIMS,),
+            )
+            row = await (
+                await producer.execute(
+                    "insert into public.jobs (job_type) values (%s) returning id", (workers.NOOP,)
+                )
+            ).fetchone()
+            at = time.time()
+            await producer.commit()
+            return str(row[0]) if row else "", at
+
+        with child(workers.run_jobhook, url, port, True) as started:
+            commits = await paced(latency_jobs, rate, insert_one)
+            starts = await asyncio.to_thread(collect_starts, started, set(commits), 60)
+        latencies = [(starts[job] - commits[job]) * 1000 for job in commits]
+
+        with child(workers.run_jobhook, url, port, False):
+            bulk, requests, wal = await _jobhook_bulk(url, producer, jobs)
+            rows, requests_rows, _ = await _jobhook_row_by_row(url, producer, jobs)
+
+    return Figures(
+        name="jobhook",
+        version=version("jobhook"),
+        latency_ms=percentiles(latencies),
+        throughput_jobs_per_s=round(bulk, 1),
+        throughput_row_by_row_jobs_per_s=round(rows, 1),
+        wal_bytes_per_job=round(wal / jobs, 1),
+        webhook_requests=requests,
+        webhook_requests_row_by_row=requests_rows,
+    )
+
+
+async def _jobhook_run(
+    url: str,
+    producer: psycopg.AsyncConnection[Any],
+    jobs: int,
+    insert: Callable[[], Awaitable[None]],
+) -> tuple[float, int, int]:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+        await admin.execute("delete from public.jobs where job_type = %s", (workers.NOOP,))
+        await admin.execute("truncate net._http_response")
+    lsn = await wal_lsn(url)
+    await insert()
+    done = "select count(*) from public.jobs where job_type = 'bench_noop' and status = 'completed'"
+    await wait_until(done, url, jobs, within=600)
+    wal = await wal_bytes(url, lsn)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+        row = await (
+            await admin.execute(
+                "select extract(epoch from max(finished_at) - min(created_at)) from public.jobs"
+                " where job_type = %s",
+                (workers.NOOP,),
+            )
+        ).fetchone()
+        elapsed = float(row[0]) if row and row[0] else float("nan")
+        # The delivery worker records a response per request, after the reply: give it a moment.
+        await asyncio.sleep(0.5)
+        requests = await (await admin.execute("select count(*) from net._http_response")).fetchone()
+    return jobs / elapsed, int(requests[0]) if requests else 0, wal
+
+
+async def _jobhook_bulk(
+    url: str, producer: psycopg.AsyncConnection[Any], jobs: int
+) -> tuple[float, int, int]:
+    async def insert() -> None:
+        await producer.execute(
+            "select set_config('role', 'authenticated', true),"
+            " set_config('request.jwt.claims', %s, true)",
+            (CLAIMS,),
+        )
+        await producer.execute(
+            "insert into public.jobs (job_type, payload) select %s, %s from generate_series(1, %s)",
+            (workers.NOOP, Jsonb({}), jobs),
+        )
+        await producer.commit()
+
+    return await _jobhook_run(url, producer, jobs, insert)
+
+
+async def _jobhook_row_by_row(
+    url: str, producer: psycopg.AsyncConnection[Any], jobs: int
+) -> tuple[float, int, int]:
+    async def insert() -> None:
+        for _ in range(jobs):
+            await producer.execute(
+                "select set_config('role', 'authenticated', true),"
+                " set_config('request.jwt.claims', %s, true)",
+                (CLAIMS,),
+            )
+            await producer.execute(
+                "insert into public.jobs (job_type) values (%s)", (workers.NOOP,)
+            )
+            await producer.commit()
+
+    return await _jobhook_run(url, producer, jobs, insert)
+
+
+# -- pgqueuer -------------------------------------------------------------------------------------
+
+
+async def pgqueuer_figures(url: str, jobs: int, latency_jobs: int, rate: float) -> Figures:
+    import asyncpg
+    from pgqueuer.queries import Queries
+
+    connection = await asyncpg.connect(url)
+    queries = Queries.from_asyncpg_connection(connection)
+    await queries.install()
+    batch_size = 100
+
+    async def enqueue_one() -> tuple[str, float]:
+        at = time.time()
+        [job_id] = await queries.enqueue(workers.NOOP, None)
+        return str(job_id), at
+
+    try:
+        with child(workers.run_pgqueuer, url, True, batch_size) as started:
+            commits = await paced(latency_jobs, rate, enqueue_one)
+            starts = await asyncio.to_thread(collect_starts, started, set(commits), 60)
+        latencies = [(starts[job] - commits[job]) * 1000 for job in commits]
+
+        async def bulk() -> None:
+            await queries.enqueue([workers.NOOP] * jobs, [None] * jobs, [0] * jobs)
+
+        async def row_by_row() -> None:
+            for _ in range(jobs):
+                await queries.enqueue(workers.NOOP, None)
+
+        with child(workers.run_pgqueuer, url, False, batch_size):
+            bulk_rate, wal = await _pgqueuer_run(url, connection, jobs, bulk)
+            rows_rate, _ = await _pgqueuer_run(url, connection, jobs, row_by_row)
+    finally:
+        await connection.close()
+    return Figures(
+        name="pgqueuer",
+        version=version("pgqueuer"),
+        latency_ms=percentiles(latencies),
+        throughput_jobs_per_s=round(bulk_rate, 1),
+        throughput_row_by_row_jobs_per_s=round(rows_rate, 1),
+        wal_bytes_per_job=round(wal / jobs, 1),
+    )
+
+
+async def _pgqueuer_run(
+    url: str, connection: Any, jobs: int, enqueue: Callable[[], Awaitable[None]]
+) -> tuple[float, int]:
+    await connection.execute("truncate pgqueuer_log")
+    lsn = await wal_lsn(url)
+    await enqueue()
+    await wait_until(
+        "select count(*) from pgqueuer_log where status = 'successful'", url, jobs, within=600
+    )
+    wal = await wal_bytes(url, lsn)
+    elapsed = await connection.fetchval(
+        "select extract(epoch from max(created) filter (where status = 'successful')"
+        " - min(created) filter (where status = 'queued')) from pgqueuer_log"
+    )
+    return jobs / float(elapsed), wal
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def bench_cluster() -> AsyncIterator[Cluster]:
+    cluster = Cluster(Path(tempfile.mkdtemp(prefix="jobhook-bench-")), port=free_port())
+    await asyncio.to_thread(cluster.start)
+    try:
+        await asyncio.to_thread(database.prepare, cluster.url)
+        with psycopg.connect(cluster.url, autocommit=True) as conn:
+            conn.execute(f"create database {PGQUEUER_DB}")
+        yield cluster
+    finally:
+        await asyncio.to_thread(cluster.destroy)
+
+
+async def run(jobs: int, latency_jobs: int, rate: float, peer: bool = True) -> dict[str, Any]:
+    async with bench_cluster() as cluster:
+        ours = await jobhook_figures(cluster.url, jobs, latency_jobs, rate)
+        theirs = (
+            await pgqueuer_figures(cluster.database_url(PGQUEUER_DB), jobs, latency_jobs, rate)
+            if peer
+            else None
+        )
+    result: dict[str, Any] = {
+        "jobs": jobs,
+        "latency_jobs": latency_jobs,
+        "latency_ms": ours.latency_ms,
+        "throughput_jobs_per_s": ours.throughput_jobs_per_s,
+        "throughput_row_by_row_jobs_per_s": ours.throughput_row_by_row_jobs_per_s,
+        "webhook_requests": ours.webhook_requests,
+        "webhook_requests_row_by_row": ours.webhook_requests_row_by_row,
+        "wal_bytes_per_job": ours.wal_bytes_per_job,
+        "peer": None,
+        "ratio": None,
+    }
+    if theirs is not None:
+        peer_figures = asdict(theirs)
+        for key in ("webhook_requests", "webhook_requests_row_by_row"):
+            peer_figures.pop(key)
+        result["peer"] = peer_figures
+        result["ratio"] = {
+            "throughput": round(ours.throughput_jobs_per_s / theirs.throughput_jobs_per_s, 2),
+            "throughput_row_by_row": round(
+                ours.throughput_row_by_row_jobs_per_s / theirs.throughput_row_by_row_jobs_per_s, 2
+            ),
+            "latency_p50": round(ours.latency_ms["p50"] / theirs.latency_ms["p50"], 2),
+            "wal_bytes_per_job": round(ours.wal_bytes_per_job / theirs.wal_bytes_per_job, 2),
+        }
+    return result

@@ -1,0 +1,91 @@
+"""The consumers, each in a process of its own, as they would run in production.
+
+The benchmark's producer (the client inserting jobs) lives in the parent process; each system's
+consumer side runs in a child: for jobhook the delivery worker and the app with its local
+executor (the dev stack), for pgqueuer a QueueManager. A handler that starts reports the wall
+clock time to the parent through a queue, so insert-to-start latency spans processes just as it
+spans machines in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
+from typing import Any
+
+from pydantic import BaseModel
+
+NOOP = "bench_noop"
+
+
+class Empty(BaseModel):
+    pass
+
+
+def run_jobhook(
+    started: Queue[Any], stop: Event, database_url: str, port: int, report_starts: bool
+) -> None:
+    """Child process: jobhook's delivery worker and app, with a no-op job type."""
+    from jobhook import logs
+    from jobhook.config import Settings
+    from jobhook.context import JobContext
+    from jobhook.registry import Registry
+    from jobhook.stack import serve
+
+    logs.configure(level="WARNING")
+    registry = Registry()
+
+    @registry.job(NOOP, params=Empty, max_attempts=3, timeout_seconds=60)
+    async def noop(params: Empty, ctx: JobContext) -> None:
+        if report_starts:
+            started.put((str(ctx.job_id), time.time()))
+
+    async def main() -> None:
+        from functions.app import create_app
+
+        settings = Settings(
+            DATABASE_URL=database_url,
+            JOBHOOK_MAX_CONCURRENCY="2000",
+            JOBHOOK_MAX_CONCURRENCY_PER_TYPE="2000",
+        )
+        app = create_app(settings, job_registry=registry, configure_logging=False)
+        async with serve(settings, port=port, app=app):
+            started.put(("ready", time.time()))
+            await asyncio.to_thread(stop.wait)
+
+    asyncio.run(main())
+
+
+def run_pgqueuer(
+    started: Queue[Any], stop: Event, database_url: str, report_starts: bool, batch_size: int
+) -> None:
+    """Child process: a pgqueuer QueueManager over an asyncpg pool, with a no-op entrypoint."""
+    from datetime import timedelta
+
+    import asyncpg
+    from pgqueuer import PgQueuer
+
+    async def main() -> None:
+        pool = await asyncpg.create_pool(database_url, min_size=2, max_size=10)
+        pgq = PgQueuer.from_asyncpg_pool(pool)
+
+        @pgq.entrypoint(NOOP)
+        async def noop(job: Any) -> None:
+            if report_starts:
+                started.put((str(job.id), time.time()))
+
+        async def stop_when_told() -> None:
+            await asyncio.to_thread(stop.wait)
+            pgq.shutdown.set()
+
+        watcher = asyncio.create_task(stop_when_told())
+        started.put(("ready", time.time()))
+        with contextlib.suppress(asyncio.CancelledError):
+            await pgq.qm.run(batch_size=batch_size, dequeue_timeout=timedelta(seconds=5))
+        watcher.cancel()
+        await pool.close()
+
+    asyncio.run(main())

@@ -1,0 +1,81 @@
+"""Write-backs in batches: attempts that finish together are completed by one statement.
+
+A runner finishing many short jobs would otherwise spend one round trip per job on `complete`.
+Outcomes are queued and a single flusher sends whatever has gathered while the previous
+statement ran, so under light load a completion goes out at once, alone, and under heavy load
+hundreds share a statement. Each caller still learns whether its own attempt was completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from jobhook.store import ClaimedJob, Store
+
+MAX_BATCH = 1000
+
+
+@dataclass
+class _Outcome:
+    job: ClaimedJob
+    result: Any
+    message: str | None
+    done: asyncio.Future[bool]
+
+
+class Completions:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._queue: list[_Outcome] = []
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def complete(self, job: ClaimedJob, result: Any, message: str | None) -> bool:
+        """True when the attempt was completed; False when it was no longer this runner's."""
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_forever())
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Outcome(job, result, message, done))
+        self._wake.set()
+        return await done
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                await self._flush(batch)
+
+    async def _flush(self, batch: list[_Outcome]) -> None:
+        outcomes = [
+            {
+                "id": str(item.job.id),
+                "attempt": item.job.attempt,
+                "result": item.result,
+                "progress_message": item.message,
+            }
+            for item in batch
+        ]
+        try:
+            completed: set[UUID] = set(await self.store.complete_many(Jsonb(outcomes)))
+        except Exception as exc:
+            for item in batch:
+                if not item.done.done():
+                    item.done.set_exception(exc)
+            return
+        for item in batch:
+            if not item.done.done():
+                item.done.set_result(item.job.id in completed)
+
+    async def aclose(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
