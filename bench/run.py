@@ -139,6 +139,15 @@ async def wal_bytes(url: str, since: str) -> int:
 # -- jobhook --------------------------------------------------------------------------------------
 
 
+async def act_as_user(producer: psycopg.AsyncConnection[Any]) -> None:
+    """What PostgREST does at the start of a request's transaction."""
+    await producer.execute(
+        "select set_config('role', 'authenticated', true),"
+        " set_config('request.jwt.claims', %s, true)",
+        (CLAIMS,),
+    )
+
+
 async def jobhook_figures(url: str, jobs: int, latency_jobs: int, rate: float) -> Figures:
     port = free_port()
     with psycopg.connect(url, autocommit=True) as conn:
@@ -148,11 +157,7 @@ async def jobhook_figures(url: str, jobs: int, latency_jobs: int, rate: float) -
     async with await psycopg.AsyncConnection.connect(url) as producer:
 
         async def insert_one() -> tuple[str, float]:
-            await producer.execute(
-                "select set_config('role', 'authenticated', true),"
-                " set_config('request.jwt.claims', %s, true)",
-                (CLAIMS,),
-            )
+            await act_as_user(producer)
             row = await (
                 await producer.execute(
                     "insert into public.jobs (job_type) values (%s) returning id", (workers.NOOP,)

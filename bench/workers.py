@@ -16,6 +16,7 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from typing import Any
 
+import uvloop
 from pydantic import BaseModel
 
 NOOP = "bench_noop"
@@ -56,7 +57,7 @@ def run_jobhook(
             started.put(("ready", time.time()))
             await asyncio.to_thread(stop.wait)
 
-    asyncio.run(main())
+    uvloop.run(main())
 
 
 def run_pgqueuer(
@@ -88,4 +89,4 @@ def run_pgqueuer(
         watcher.cancel()
         await pool.close()
 
-    asyncio.run(main())
+    uvloop.run(main())

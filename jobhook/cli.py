@@ -14,6 +14,7 @@ from uuid import UUID
 
 import psycopg
 import typer
+import uvloop
 from rich.console import Console
 from rich.table import Column, Table
 
@@ -47,7 +48,8 @@ UserOption = Annotated[
 
 def _run(main: Awaitable[T]) -> T:
     try:
-        return asyncio.run(main)  # type: ignore[arg-type]
+        # uvloop: the dev stack, the demo and the benchmark spend their time in the event loop.
+        return uvloop.run(main)  # type: ignore[arg-type]
     except psycopg.OperationalError as exc:
         err.print(f"[red]cannot reach the database[/]: {exc}")
         err.print("is the dev stack running? start it with [bold]make dev[/] (or set DATABASE_URL)")

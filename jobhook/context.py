@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -29,6 +30,8 @@ class JobContext:
     _pending_progress: tuple[int, str | None] | None = None
     _progress_reported: asyncio.Event = field(default_factory=asyncio.Event)
     _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+    # Called at each report, so the heartbeat starts as soon as there is progress to write.
+    on_progress: Callable[[], None] | None = None
 
     @property
     def job_id(self) -> UUID:
@@ -71,6 +74,8 @@ class JobContext:
         if message is not None:
             self.last_message = message
         self._progress_reported.set()
+        if self.on_progress is not None:
+            self.on_progress()
 
     def take_progress(self) -> tuple[int, str | None] | None:
         pending, self._pending_progress = self._pending_progress, None
@@ -78,8 +83,11 @@ class JobContext:
         return pending
 
     async def wait_for_progress(self, seconds: float) -> None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # arrives as the event is set, and the heartbeat must stop when it is told to.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._progress_reported.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._progress_reported.wait()
 
     def bind(self, **values: Any) -> None:
         self.log = self.log.bind(**values)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
 from prometheus_client import Counter, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.004, 0.006, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -46,3 +50,30 @@ http_duration = Histogram(
     ["method", "route"],
     buckets=LATENCY_BUCKETS,
 )
+
+
+@dataclass(frozen=True)
+class JobTypeMetrics:
+    """The children of the per-type metrics, resolved once per job type rather than per job."""
+
+    started: Any
+    latency: Any
+    duration: Any
+    finished: dict[str, Any]
+
+
+@cache
+def for_job_type(job_type: str) -> JobTypeMetrics:
+    return JobTypeMetrics(
+        started=jobs_started.labels(job_type),
+        latency=start_latency.labels(job_type),
+        duration=run_duration.labels(job_type),
+        finished={},
+    )
+
+
+def finished(job_type: str, outcome: str) -> Any:
+    children = for_job_type(job_type).finished
+    if outcome not in children:
+        children[outcome] = jobs_finished.labels(job_type, outcome)
+    return children[outcome]

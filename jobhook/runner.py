@@ -10,10 +10,8 @@ writes nothing more.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 from uuid import UUID
@@ -25,6 +23,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from jobhook import metrics
 from jobhook.context import JobCancelled, JobContext
+from jobhook.heartbeat import Heartbeat
 from jobhook.jobs import JobError, JobStatus
 from jobhook.registry import JobType, Registry
 from jobhook.store import ClaimedJob, Store, is_transient
@@ -33,8 +32,6 @@ from jobhook.writeback import Completions
 log = structlog.get_logger("jobhook.runner")
 T = TypeVar("T")
 
-# Progress is written at most this often; reports in between are coalesced to the latest.
-PROGRESS_INTERVAL_SECONDS = 0.05
 # How long write-backs retry when the database is unreachable; past it the lease expires and
 # the sweep takes over.
 WRITE_RETRY_SECONDS = 30.0
@@ -77,10 +74,11 @@ class Runner:
 
     async def execute(self, job: ClaimedJob) -> Outcome:
         job_log = log.bind(job_id=str(job.id), job_type=job.job_type, attempt=job.attempt)
-        metrics.jobs_started.labels(job.job_type).inc()
-        metrics.start_latency.labels(job.job_type).observe(job.start_latency.total_seconds())
+        per_type = metrics.for_job_type(job.job_type)
+        per_type.started.inc()
+        per_type.latency.observe(job.start_latency.total_seconds())
         outcome = await self._execute(job, job_log)
-        metrics.jobs_finished.labels(job.job_type, outcome.value).inc()
+        metrics.finished(job.job_type, outcome.value).inc()
         job_log.info("attempt finished", outcome=outcome.value)
         return outcome
 
@@ -101,14 +99,14 @@ class Runner:
             )
 
         ctx = JobContext(job=job, log=job_log)
-        handler = asyncio.create_task(self._call(job_type, params, ctx))
-        lost = asyncio.Event()
-        heartbeat = asyncio.create_task(self._heartbeat(ctx, handler, lost))
+        attempt = asyncio.current_task()
+        assert attempt is not None
+        heartbeat = Heartbeat(self.store, ctx, attempt)
         started = time.perf_counter()
         try:
-            result = await asyncio.wait_for(asyncio.shield(handler), job_type.timeout_seconds)
+            async with asyncio.timeout(job_type.timeout_seconds):
+                result = await self._call(job_type, params, ctx)
         except TimeoutError:
-            handler.cancel()
             return await self._fail(
                 job,
                 f"timed out after {job_type.timeout_seconds} s",
@@ -116,11 +114,13 @@ class Runner:
                 kind="timeout",
             )
         except (asyncio.CancelledError, JobCancelled):
-            if lost.is_set():
-                return Outcome.LOST
-            if not ctx.cancelled:
-                handler.cancel()
+            if not heartbeat.stopped_the_attempt:
                 raise  # the runner itself is being shut down; the lease will expire
+            # The heartbeat stopped the handler, by cancelling this task: carry on to write.
+            while attempt.cancelling():
+                attempt.uncancel()
+            if heartbeat.lost:
+                return Outcome.LOST
             status = await self._write(lambda: self.store.acknowledge_cancel(job))
             return Outcome.CANCELLED if status is JobStatus.CANCELLED else Outcome.LOST
         except Exception as exc:
@@ -130,10 +130,8 @@ class Runner:
             job_log.warning("handler failed", error=message, retryable=retryable)
             return await self._fail(job, message, retryable=retryable, kind=kind)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-            metrics.run_duration.labels(job.job_type).observe(time.perf_counter() - started)
+            await heartbeat.stop()
+            metrics.for_job_type(job.job_type).duration.observe(time.perf_counter() - started)
 
         if ctx.cancelled:
             # The handler finished although the owner asked to cancel; its result stands.
@@ -174,40 +172,6 @@ class Runner:
             JobStatus.FAILED: Outcome.FAILED,
             JobStatus.CANCELLED: Outcome.CANCELLED,
         }.get(status, Outcome.LOST)  # type: ignore[arg-type]
-
-    async def _heartbeat(
-        self, ctx: JobContext, handler: asyncio.Task[Any], lost: asyncio.Event
-    ) -> None:
-        """Extend the lease every lease/3, write progress as it comes, watch for cancellation."""
-        lease = ctx.job.lease_expires_at - datetime.now(UTC)
-        interval = max(1.0, lease.total_seconds() / 3)
-        last_beat = time.monotonic()
-        while not handler.done():
-            due_in = max(0.0, interval - (time.monotonic() - last_beat))
-            await ctx.wait_for_progress(due_in)
-            progress = ctx.take_progress()
-            if progress is None and time.monotonic() - last_beat < interval:
-                continue
-            percent, message = progress if progress is not None else (None, None)
-            try:
-                beat = await self.store.heartbeat(ctx.job, percent, message)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                ctx.log.warning("heartbeat failed; retrying", error=str(exc))
-                await asyncio.sleep(min(1.0, interval))
-                continue
-            last_beat = time.monotonic()
-            if beat is None:
-                ctx.log.warning("lease lost: another attempt owns the job now; stopping")
-                lost.set()
-                handler.cancel()
-                return
-            if beat.cancel_requested and not ctx.cancelled:
-                ctx.log.info("cancel requested by the owner; stopping the handler")
-                ctx.cancel_requested.set()
-                handler.cancel()
-            await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
 
     async def _write(self, write: Callable[[], Awaitable[T]]) -> T | None:
         """Run a write-back, retrying while the database is unreachable."""

@@ -48,10 +48,12 @@ begin
     return 0;
   end if;
 
-  select decrypted_secret into webhook_url
-    from vault.decrypted_secrets where name = 'jobhook_webhook_url';
-  select decrypted_secret into webhook_secret
-    from vault.decrypted_secrets where name = 'jobhook_webhook_secret';
+  -- One read of Vault for both secrets: decryption is most of a small dispatch's cost.
+  select max(decrypted_secret) filter (where name = 'jobhook_webhook_url'),
+         max(decrypted_secret) filter (where name = 'jobhook_webhook_secret')
+    into webhook_url, webhook_secret
+    from vault.decrypted_secrets
+   where name in ('jobhook_webhook_url', 'jobhook_webhook_secret');
   if webhook_url is null or webhook_secret is null then
     raise warning 'jobhook: Vault secret % is not set; % job(s) stay pending until it is',
       case when webhook_url is null then 'jobhook_webhook_url' else 'jobhook_webhook_secret' end,

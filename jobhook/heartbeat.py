@@ -1,0 +1,84 @@
+"""The lease keeper of one attempt: extends the lease, writes progress, watches for cancel.
+
+It starts only when needed, at the first progress report or when a third of the lease has
+passed, so the many jobs that finish in milliseconds never pay for a task of their own. When the
+owner asks to cancel, or the attempt turns out to be someone else's now, it cancels the attempt's
+task; the runner then tells the two apart by `cancel_requested` and `lost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from jobhook.store import is_transient
+
+if TYPE_CHECKING:
+    from jobhook.context import JobContext
+    from jobhook.store import Store
+
+# Progress is written at most this often; reports in between are coalesced to the latest.
+PROGRESS_INTERVAL_SECONDS = 0.05
+
+
+class Heartbeat:
+    def __init__(self, store: Store, ctx: JobContext, attempt_task: asyncio.Task[Any]) -> None:
+        self.store = store
+        self.ctx = ctx
+        self.attempt_task = attempt_task
+        self.lost = False
+        lease = ctx.job.lease_expires_at - datetime.now(UTC)
+        self.interval = max(1.0, lease.total_seconds() / 3)
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._timer = asyncio.get_running_loop().call_later(self.interval, self.start)
+        ctx.on_progress = self.start
+
+    @property
+    def stopped_the_attempt(self) -> bool:
+        return self.lost or self.ctx.cancelled
+
+    def start(self) -> None:
+        if self._task is None and not self._stopped:
+            self._task = asyncio.create_task(self._beat())
+
+    async def stop(self) -> None:
+        self._stopped = True
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _beat(self) -> None:
+        ctx = self.ctx
+        last_beat = time.monotonic() - self.interval  # the first beat goes out at once
+        while not self._stopped:
+            due_in = max(0.0, self.interval - (time.monotonic() - last_beat))
+            await ctx.wait_for_progress(due_in)
+            progress = ctx.take_progress()
+            if progress is None and time.monotonic() - last_beat < self.interval:
+                continue
+            percent, message = progress if progress is not None else (None, None)
+            try:
+                beat = await self.store.heartbeat(ctx.job, percent, message)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                ctx.log.warning("heartbeat failed; retrying", error=str(exc))
+                await asyncio.sleep(min(1.0, self.interval))
+                continue
+            last_beat = time.monotonic()
+            if beat is None:
+                ctx.log.warning("lease lost: another attempt owns the job now; stopping")
+                self.lost = True
+                self.attempt_task.cancel()
+                return
+            if beat.cancel_requested and not ctx.cancelled:
+                ctx.log.info("cancel requested by the owner; stopping the handler")
+                ctx.cancel_requested.set()
+                self.attempt_task.cancel()
+            await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
