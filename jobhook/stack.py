@@ -31,12 +31,18 @@ APP_HOST = "127.0.0.1"
 APP_PORT = 8000
 
 
-class _Server(uvicorn.Server):
+class QuietServer(uvicorn.Server):
     """uvicorn without its own signal handling: the stack decides when to stop."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def app_server(app: FastAPI, host: str, port: int) -> QuietServer:
+    return QuietServer(
+        uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on", access_log=False)
+    )
 
 
 @dataclass
@@ -56,9 +62,7 @@ async def serve(
     # Logging is the caller's to configure (the CLI does, once).
     app = app or create_app(settings, configure_logging=False)
     delivery = DeliveryWorker(settings.database_url)
-    server = _Server(
-        uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on", access_log=False)
-    )
+    server = app_server(app, host, port)
     tasks = [asyncio.create_task(delivery.run()), asyncio.create_task(server.serve())]
     try:
         async with asyncio.timeout(60):

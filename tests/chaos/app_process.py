@@ -1,0 +1,33 @@
+"""The app (and, unless told otherwise, the delivery worker) as a process of its own, so the
+chaos suite can kill it with -9. `python -m tests.chaos.app_process URL PORT [--no-delivery]`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import uvloop
+
+from functions.app import create_app
+from jobhook import logs
+from jobhook.config import Settings
+from jobhook.delivery import DeliveryWorker
+from jobhook.stack import app_server
+from tests.chaos.handlers import registry
+
+
+async def main(database_url: str, port: int, delivery: bool) -> None:
+    os.environ["CHAOS_DATABASE_URL"] = database_url
+    settings = Settings(DATABASE_URL=database_url)
+    app = create_app(settings, job_registry=registry, configure_logging=False)
+    server = app_server(app, "127.0.0.1", port)
+    tasks = [asyncio.create_task(server.serve())]
+    if delivery:
+        tasks.append(asyncio.create_task(DeliveryWorker(database_url).run()))
+    await asyncio.gather(*tasks)
+
+
+if __name__ == "__main__":
+    logs.configure(level="WARNING")
+    uvloop.run(main(sys.argv[1], int(sys.argv[2]), "--no-delivery" not in sys.argv))

@@ -1,0 +1,138 @@
+"""The chaos suite's own cluster: it gets restarted, so it is not the session's.
+
+Timers are shortened where the platform allows (a 5 s lease, re-dispatch after 5 s) and every
+wait is on a condition with a bound, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from jobhook import database, vault
+from jobhook.cluster import Cluster, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Chaos:
+    cluster: Cluster
+    app_port: int
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url
+
+    def start_app(self, *, delivery: bool = True) -> subprocess.Popen[bytes]:
+        """The app (and the delivery worker) in a process of its own; ready when returned."""
+        command = [sys.executable, "-m", "tests.chaos.app_process", self.url, str(self.app_port)]
+        if not delivery:
+            command.append("--no-delivery")
+        log = (self.cluster.root / "app.log").open("ab")
+        process = subprocess.Popen(  # noqa: S603
+            command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        self.processes.append(process)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (self.cluster.root / "app.log").read_text()[-3000:]
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{self.app_port}/ready", timeout=1)
+                if reply.status_code == 200:
+                    return process
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("the app did not become ready")
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+    def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            cursor = conn.execute(query, params)
+            return cursor.fetchall() if cursor.description else []
+
+
+@pytest.fixture(scope="module")
+def chaos_cluster() -> Iterator[Cluster]:
+    cluster = Cluster(Path(tempfile.mkdtemp(prefix="jobhook-chaos-")), port=free_port())
+    cluster.start()
+    try:
+        database.prepare(cluster.url)
+        with psycopg.connect(cluster.url, autocommit=True) as conn:
+            conn.execute("update cron.job set active = false where jobname = 'jobhook-sweep'")
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def chaos(chaos_cluster: Cluster) -> Iterator[Chaos]:
+    state = Chaos(chaos_cluster, free_port())
+    with psycopg.connect(chaos_cluster.url, autocommit=True) as conn:
+        conn.execute(
+            "truncate public.jobs, net.http_request_queue, net._http_response;"
+            " delete from jobhook.settings; insert into jobhook.settings default values;"
+            " update jobhook.settings set lease_seconds = 5, redispatch_after_seconds = 5,"
+            "   max_unfinished_per_user = 100000;"
+            " create table if not exists public.chaos_executions"
+            "   (job_id uuid, attempt int, at timestamptz default clock_timestamp());"
+            " truncate public.chaos_executions;"
+        )
+        vault.write(conn, vault.WEBHOOK_URL, f"http://127.0.0.1:{state.app_port}/webhooks/jobs")
+    os.environ["CHAOS_DATABASE_URL"] = chaos_cluster.url
+    try:
+        yield state
+    finally:
+        for process in state.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool], *, within: float, what: str
+) -> None:
+    """Wait until `check()` holds, polling; fail saying `what` did not happen."""
+    deadline = time.monotonic() + within
+    while True:
+        outcome = check()
+        if asyncio.iscoroutine(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {within} s")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def in_process_stack(chaos: Chaos) -> AsyncIterator[Any]:
+    """The delivery worker and the app in this process (for cases that kill neither)."""
+    from functions.app import create_app
+    from jobhook.config import Settings
+    from jobhook.stack import serve
+    from tests.chaos.handlers import registry
+
+    settings = Settings(DATABASE_URL=chaos.url)
+    app = create_app(settings, job_registry=registry, configure_logging=False)
+    async with serve(settings, port=chaos.app_port, app=app) as served:
+        yield served
