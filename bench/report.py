@@ -63,6 +63,12 @@ def render(result: dict[str, Any], console: Console) -> None:
             cells += ["" if theirs is None else str(theirs), "" if factor is None else f"{factor}x"]
         table.add_row(*cells)
     console.print(table)
+    if result.get("sweep"):
+        sweep = result["sweep"]
+        console.print(
+            f"jobhook.sweep() with {sweep['finished_rows']} finished and {sweep['live_rows']} live "
+            f"jobs: median {sweep['median_ms']} ms, max {sweep['max_ms']} ms over 20 runs"
+        )
     console.print(
         f"latency over {result['latency_jobs']} single inserts; ratios are jobhook / peer "
         "(above 1 is better for throughput, below 1 is better for latency and WAL)"

@@ -253,6 +253,39 @@ async def _jobhook_row_by_row(
     return await _jobhook_run(url, producer, jobs, insert)
 
 
+async def sweep_figures(url: str, finished_rows: int, live_rows: int = 1000) -> dict[str, float]:
+    """jobhook.sweep() on a table of `finished_rows` finished jobs within retention and
+    `live_rows` live ones: the sweep must cost what the live jobs cost, not the history."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("delete from public.jobs")
+        await conn.execute(
+            "insert into public.jobs (user_id, job_type, run_at)"
+            " select %s, %s, now() + interval '1 day' from generate_series(1, %s)",
+            (DEMO_USER_ID, workers.NOOP, finished_rows + live_rows),
+        )
+        await conn.execute(
+            "with old as (select id from public.jobs limit %s)"
+            " update public.jobs j set status = 'completed', progress = 100, attempt = 1,"
+            "  started_at = now(), finished_at = now() - random() * interval '20 days'"
+            " from old where j.id = old.id",
+            (finished_rows,),
+        )
+        await conn.execute("vacuum analyze public.jobs")
+        timings = []
+        for _ in range(20):
+            started = time.perf_counter()
+            await conn.execute("select jobhook.sweep()")
+            timings.append((time.perf_counter() - started) * 1000)
+        await conn.execute("delete from public.jobs")
+    timings.sort()
+    return {
+        "finished_rows": finished_rows,
+        "live_rows": live_rows,
+        "median_ms": round(statistics.median(timings), 2),
+        "max_ms": round(timings[-1], 2),
+    }
+
+
 # -- pgqueuer -------------------------------------------------------------------------------------
 
 
@@ -331,9 +364,12 @@ async def bench_cluster() -> AsyncIterator[Cluster]:
         await asyncio.to_thread(cluster.destroy)
 
 
-async def run(jobs: int, latency_jobs: int, rate: float, peer: bool = True) -> dict[str, Any]:
+async def run(
+    jobs: int, latency_jobs: int, rate: float, peer: bool = True, sweep_rows: int = 300_000
+) -> dict[str, Any]:
     async with bench_cluster() as cluster:
         ours = await jobhook_figures(cluster.url, jobs, latency_jobs, rate)
+        sweep = await sweep_figures(cluster.url, sweep_rows) if sweep_rows else None
         theirs = (
             await pgqueuer_figures(cluster.database_url(PGQUEUER_DB), jobs, latency_jobs, rate)
             if peer
@@ -348,6 +384,7 @@ async def run(jobs: int, latency_jobs: int, rate: float, peer: bool = True) -> d
         "webhook_requests": ours.webhook_requests,
         "webhook_requests_row_by_row": ours.webhook_requests_row_by_row,
         "wal_bytes_per_job": ours.wal_bytes_per_job,
+        "sweep": sweep,
         "peer": None,
         "ratio": None,
     }

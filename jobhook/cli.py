@@ -139,6 +139,9 @@ def bench(
     latency_jobs: Annotated[int, typer.Option(min=10, help="single inserts for latency")] = 500,
     rate: Annotated[float, typer.Option(min=1, help="single inserts per second")] = 50,
     peer: Annotated[bool, typer.Option(help="also measure pgqueuer in the same run")] = True,
+    sweep_rows: Annotated[
+        int, typer.Option(min=0, help="finished jobs in the table when timing the sweep (0: skip)")
+    ] = 300_000,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Latency, throughput and WAL per job on a throwaway cluster, beside pgqueuer."""
@@ -149,7 +152,7 @@ def bench(
         err.print(f"[red]the benchmark runs from a checkout with the dev dependencies[/]: {exc}")
         raise typer.Exit(2) from None
     logs.configure(level="WARNING", json=False)
-    result = _run(run(jobs, latency_jobs, rate, peer))
+    result = _run(run(jobs, latency_jobs, rate, peer, sweep_rows))
     if as_json:
         print(json.dumps(result))
     else:
