@@ -4,7 +4,8 @@ A throwaway PostgreSQL 15 cluster is made for the run (the dev stack's own code 
 jobhook migrated into `postgres` and pgqueuer installed in a database of its own. For each
 system, in this order:
 
-- latency: `latency_jobs` single-job inserts at `rate` per second; for each, the wall clock from
+- latency: after 20 unmeasured jobs to warm both sides up, `latency_jobs` single-job inserts at
+  `rate` per second; for each, the wall clock from
   the moment the producer commits the insert to the moment the handler starts, in another
   process. (jobhook's producer inserts as an authenticated user, as supabase-js does.)
 - throughput: `jobs` no-op jobs inserted in one statement, then again one per transaction;
@@ -95,6 +96,15 @@ def collect_starts(started: Any, expected: set[str], within: float) -> dict[str,
     return starts
 
 
+WARM_UP_JOBS = 20
+
+
+async def warm_up(insert: Callable[[], Awaitable[tuple[str, float]]], started: Any) -> None:
+    """Run a few jobs first, unmeasured: connections open and code paths warm in both systems."""
+    commits = await paced(WARM_UP_JOBS, 50, insert)
+    await asyncio.to_thread(collect_starts, started, set(commits), 60)
+
+
 async def paced(
     count: int, rate: float, insert: Callable[[], Awaitable[tuple[str, float]]]
 ) -> dict[str, float]:
@@ -168,6 +178,7 @@ async def jobhook_figures(url: str, jobs: int, latency_jobs: int, rate: float) -
             return str(row[0]) if row else "", at
 
         with child(workers.run_jobhook, url, port, True) as started:
+            await warm_up(insert_one, started)
             commits = await paced(latency_jobs, rate, insert_one)
             starts = await asyncio.to_thread(collect_starts, started, set(commits), 60)
         latencies = [(starts[job] - commits[job]) * 1000 for job in commits]
@@ -305,6 +316,7 @@ async def pgqueuer_figures(url: str, jobs: int, latency_jobs: int, rate: float) 
 
     try:
         with child(workers.run_pgqueuer, url, True, batch_size) as started:
+            await warm_up(enqueue_one, started)
             commits = await paced(latency_jobs, rate, enqueue_one)
             starts = await asyncio.to_thread(collect_starts, started, set(commits), 60)
         latencies = [(starts[job] - commits[job]) * 1000 for job in commits]

@@ -1,4 +1,8 @@
-"""Dependency aliases, so routes read like sentences (`runtime: RuntimeDep`)."""
+"""Dependency aliases, so routes read like sentences (`runtime: RuntimeDep`).
+
+Every dependency is `async def`: FastAPI runs a plain `def` dependency in a thread pool, which
+cost the webhook a third of a millisecond per request for a dictionary lookup.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,13 @@ from functions.runtime import Runtime
 from jobhook.executor import Executor
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_executor(request: Request) -> Executor:
-    executor = get_runtime(request).executor
+async def get_executor(request: Request) -> Executor:
+    executor = (await get_runtime(request)).executor
     assert executor is not None, "the executor is created when the app starts"
     return executor
 

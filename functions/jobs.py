@@ -32,7 +32,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def jobs_client(runtime: RuntimeDep) -> JobsClient:
+async def jobs_client(runtime: RuntimeDep) -> JobsClient:
     return JobsClient(runtime.store.pool)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -133,7 +134,7 @@ class DeliveryWorker:
             writer = asyncio.create_task(self._write_responses(response_conn))
             self.ready.set()
             try:
-                await self._expire(queue_conn)
+                expired_at = 0.0
                 while True:
                     requests = await self._consume(queue_conn)
                     for request in requests:
@@ -142,10 +143,14 @@ class DeliveryWorker:
                         task.add_done_callback(self._in_flight.discard)
                     if len(requests) == self.batch_size:
                         continue
+                    # pg_net expires before it consumes; here expiry waits for a quiet moment, at
+                    # most once a second, so it never stands between a commit and its request.
+                    if time.monotonic() - expired_at >= self.idle_poll_seconds:
+                        await self._expire(queue_conn)
+                        expired_at = time.monotonic()
                     # Wait for the next commit that queued something, or look again in a second.
                     async for _ in listener.notifies(timeout=self.idle_poll_seconds, stop_after=1):
                         pass
-                    await self._expire(queue_conn)
             finally:
                 writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
