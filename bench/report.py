@@ -49,6 +49,12 @@ def render(result: dict[str, Any], console: Console) -> None:
             ratio.get("throughput_row_by_row"),
         ),
         (
+            "  the producer alone (jobs/s)",
+            result["row_by_row_insert_jobs_per_s"],
+            peer and peer["row_by_row_insert_jobs_per_s"],
+            None,
+        ),
+        (
             "WAL per job (bytes)",
             result["wal_bytes_per_job"],
             peer and peer["wal_bytes_per_job"],
