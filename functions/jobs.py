@@ -12,11 +12,11 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from functions.auth import CurrentCaller
+from functions.auth import CurrentCaller, unauthorized
 from functions.deps import RuntimeDep
 from functions.errors import ApiError
 from functions.schemas import ErrorResponse, Job, JobCreate, JobFilters, JobPage
-from jobhook.client import CannotCancel, EnqueueRefused, JobNotFound, JobsClient
+from jobhook.client import Caller, CannotCancel, EnqueueRefused, JobNotFound, JobsClient
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -60,6 +60,27 @@ async def create_job(
     body: JobCreate, caller: CurrentCaller, client: ClientDep, response: Response
 ) -> Any:
     """Enqueue a job. The row is inserted as you, exactly as supabase-js would insert it."""
+    return await enqueue(
+        client,
+        caller,
+        body,
+        response,
+        unknown_user=unauthorized("unknown_user", "the token's user no longer exists"),
+    )
+
+
+REFUSALS = {"too_many_unfinished_jobs": 429, "idempotency_conflict": 409}
+
+
+async def enqueue(
+    client: JobsClient,
+    caller: Caller,
+    body: JobCreate,
+    response: Response,
+    *,
+    unknown_user: ApiError,
+) -> Any:
+    """Insert the job as `caller`; 201 for a new job, 200 for the one an idempotency key names."""
     try:
         row, created = await client.enqueue(
             caller,
@@ -69,10 +90,10 @@ async def create_job(
             idempotency_key=body.idempotency_key,
         )
     except EnqueueRefused as exc:
-        status = {"too_many_unfinished_jobs": 429, "idempotency_conflict": 409}.get(exc.code, 422)
-        raise ApiError(
-            status, exc.code, str(exc), {"hint": exc.hint} if exc.hint else None
-        ) from None
+        if exc.code == "unknown_user":
+            raise unknown_user from None
+        details = {"hint": exc.hint} if exc.hint else None
+        raise ApiError(REFUSALS.get(exc.code, 422), exc.code, str(exc), details) from None
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"/jobs/{row['id']}"
     return row

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Response
 from functions.auth import ServiceKey
 from functions.deps import RuntimeDep
 from functions.errors import ApiError
-from functions.jobs import ERRORS, ClientDep
+from functions.jobs import ERRORS, ClientDep, enqueue
 from functions.schemas import ErrorResponse, Job, QueueStats, ServiceJobCreate
-from jobhook.client import Caller, EnqueueRefused
+from jobhook.client import Caller
 from jobhook.store import queries
 
 router = APIRouter(prefix="/service", tags=["service"], dependencies=[ServiceKey])
@@ -41,26 +41,13 @@ SERVICE_ERRORS: dict[int | str, dict[str, Any]] = {
 )
 async def create_job_for_user(body: ServiceJobCreate, client: ClientDep, response: Response) -> Any:
     """Enqueue a job on behalf of a user."""
-    try:
-        row, created = await client.enqueue(
-            Caller.user(body.user_id),
-            body.job_type,
-            body.parameters,
-            run_at=body.run_at,
-            idempotency_key=body.idempotency_key,
-        )
-    except EnqueueRefused as exc:
-        status = {
-            "too_many_unfinished_jobs": 429,
-            "idempotency_conflict": 409,
-            "unknown_user": 404,
-        }.get(exc.code, 422)
-        raise ApiError(
-            status, exc.code, str(exc), {"hint": exc.hint} if exc.hint else None
-        ) from None
-    response.status_code = 201 if created else 200
-    response.headers["Location"] = f"/jobs/{row['id']}"
-    return row
+    return await enqueue(
+        client,
+        Caller.user(body.user_id),
+        body,
+        response,
+        unknown_user=ApiError(404, "unknown_user", f"no user {body.user_id} in auth.users"),
+    )
 
 
 @router.get("/stats", response_model=QueueStats, responses=SERVICE_ERRORS)

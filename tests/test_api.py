@@ -127,6 +127,14 @@ async def test_refusals_name_the_problem(http: httpx.AsyncClient) -> None:
     assert_error(bad_type, 422, "invalid_request")
 
 
+async def test_a_token_for_a_user_that_no_longer_exists_is_refused(app_stack: Served) -> None:
+    ghost = str(uuid.uuid4())
+    async with httpx.AsyncClient(base_url=app_stack.url, headers=as_user(ghost)) as client:
+        reply = await client.post("/jobs", json={"job_type": "sample_task"})
+    body = assert_error(reply, 401, "unauthorized")
+    assert body["error"]["details"] == {"reason": "unknown_user"}
+
+
 async def test_list_filters_and_pages_newest_first(http: httpx.AsyncClient) -> None:
     ids = [(await http.post("/jobs", json={"job_type": "refuses"})).json()["id"] for _ in range(3)]
     first = (await http.get("/jobs", params={"job_type": "refuses", "limit": 2})).json()
@@ -271,6 +279,9 @@ async def test_service_endpoints_need_the_api_key(api_server: AppFactory, commit
         )
         # A user's token is not a service key.
         assert_error(await client.get("/service/stats", headers=as_user()), 401, "unauthorized")
+        ghost = {**body, "user_id": str(uuid.uuid4())}
+        missing = await client.post("/service/jobs", json=ghost, headers={"X-API-Key": key})
+        assert_error(missing, 404, "unknown_user")
         created = await client.post("/service/jobs", json=body, headers={"X-API-Key": key})
         assert created.status_code == 201
         assert created.json()["user_id"] == DEMO_USER

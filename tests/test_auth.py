@@ -7,11 +7,9 @@ like Supabase Auth's /auth/v1/.well-known/jwks.json, whose keys the tests rotate
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -20,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from tests.conftest import DEMO_USER, AppFactory, user_token
+from tests.conftest import DEMO_USER, AppFactory, QuietHandler, http_server, user_token
 
 pytestmark = pytest.mark.commits
 
@@ -63,30 +61,19 @@ class Jwks:
 
 @pytest.fixture
 def jwks() -> Iterator[Jwks]:
-    state: Jwks
+    state = Jwks(url="")
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             if self.path != "/auth/v1/.well-known/jwks.json":
-                self.send_error(404)
+                self.reply(404, "application/json", b"{}")
                 return
             state.fetches += 1
-            body = state.document()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(200, "application/json", state.document())
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state = Jwks(url=f"http://127.0.0.1:{server.server_address[1]}")
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with http_server(Handler) as base:
+        state.url = base
+        yield state
 
 
 async def call(served_url: str, token: str | None = None, **headers: str) -> httpx.Response:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg
@@ -12,7 +10,7 @@ import pytest
 
 from handlers.classify_document import classify
 from jobhook.stack import Served
-from tests.conftest import Stack, finished, insert_job, wait_for_job
+from tests.conftest import QuietHandler, Stack, finished, http_server, insert_job, wait_for_job
 
 pytestmark = pytest.mark.commits
 
@@ -25,17 +23,17 @@ CONTRACT = b"This agreement between the parties hereby sets the terms; terminati
 def documents(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     calls: dict[str, int] = {}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             calls[self.path] = calls.get(self.path, 0) + 1
             if self.path == "/invoice.txt":
-                self._send(200, "text/plain; charset=utf-8", INVOICE)
+                self.reply(200, "text/plain; charset=utf-8", INVOICE)
             elif self.path == "/flaky.txt" and calls[self.path] == 1:
-                self._send(503, "text/plain", b"try later")
+                self.reply(503, "text/plain", b"try later")
             elif self.path == "/flaky.txt":
-                self._send(200, "text/plain", INVOICE)
+                self.reply(200, "text/plain", INVOICE)
             elif self.path == "/photo.png":
-                self._send(200, "image/png", b"\x89PNG....")
+                self.reply(200, "image/png", b"\x89PNG....")
             elif self.path == "/huge.txt":
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
@@ -43,31 +41,16 @@ def documents(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
                 self.end_headers()
             elif self.path == "/storage/v1/object/authenticated/docs/contract.txt":
                 authorised = self.headers.get("Authorization") == f"Bearer {SERVICE_KEY}"
-                self._send(
+                self.reply(
                     200 if authorised else 400, "text/plain", CONTRACT if authorised else b"{}"
                 )
             else:
-                self._send(404, "application/json", b'{"error": "not found"}')
+                self.reply(404, "application/json", b'{"error": "not found"}')
 
-        def _send(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("SUPABASE_URL", base)
-    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", SERVICE_KEY)
-    yield base
-    server.shutdown()
-    server.server_close()
+    with http_server(Handler) as base:
+        monkeypatch.setenv("SUPABASE_URL", base)
+        monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", SERVICE_KEY)
+        yield base
 
 
 async def run(committed: Stack, payload: dict[str, Any]) -> dict[str, Any]:
