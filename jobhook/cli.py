@@ -111,12 +111,19 @@ def dev(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    db_port: Annotated[int, typer.Option(help="database port")] = DB_PORT,
+    app_port: Annotated[int, typer.Option(help="app port")] = APP_PORT,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="where the database lives (default: .jobhook/)")
+    ] = None,
+) -> None:
     """Start the stack, run sample jobs end to end with live progress, print results, stop."""
     from jobhook.demo import run_demo
 
     logs.configure(level="WARNING", json=False)
-    raise typer.Exit(_run(run_demo(DevStack(), console)))
+    stack = DevStack(db_port=db_port, app_port=app_port, data_dir=data_dir)
+    raise typer.Exit(_run(run_demo(stack, console)))
 
 
 @app.command()

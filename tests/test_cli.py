@@ -221,3 +221,16 @@ def test_dev_recovers_after_everything_is_killed(dev_ports: tuple[Path, int, int
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
+
+
+def test_demo_runs_sample_jobs_end_to_end_and_stops(dev_ports: tuple[Path, int, int]) -> None:
+    data, db_port, app_port = dev_ports
+    command = [sys.executable, "-m", "jobhook.cli", "demo", "--data-dir", str(data)]
+    command += ["--db-port", str(db_port), "--app-port", str(app_port)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)  # noqa: S603
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "23 of 23 jobs completed" in result.stdout
+    assert "insert-to-start latency over" in result.stdout
+    assert "the retried job kept its first error" in result.stdout
+    assert not port_is_listening(db_port)
+    assert not port_is_listening(app_port)
