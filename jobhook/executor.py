@@ -161,9 +161,16 @@ class ModalExecutor:
                 refused.append(job)
                 continue
             by_tier.setdefault(tier, []).append(str(job.id))
+        jobs_by_id = {str(job.id): job for job in jobs}
         for tier, ids in by_tier.items():
             for start in range(0, len(ids), self.batch_size):
-                await self.functions[tier].spawn.aio(ids[start : start + self.batch_size])
+                batch = ids[start : start + self.batch_size]
+                try:
+                    await self.functions[tier].spawn.aio(batch)
+                except Exception:
+                    # Modal refused the spawn: the jobs stay pending and the sweep rings again.
+                    log.exception("spawn failed; jobs left pending", tier=tier, jobs=len(batch))
+                    refused.extend(jobs_by_id[job_id] for job_id in batch)
         return refused
 
     async def aclose(self) -> None:

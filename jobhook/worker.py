@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from uuid import UUID
@@ -23,6 +24,19 @@ async def run_jobs(job_ids: list[str], registry: Registry, settings: Settings) -
         or os.environ.get("MODAL_TASK_ID")
         or f"{socket.gethostname()}:{os.getpid()}"
     )
-    async with Store.open(settings.database_url, min_size=1, max_size=4) as store:
-        runner = Runner(store, registry, worker_id)
-        return await runner.run_many([UUID(job_id) for job_id in job_ids])
+    runner = Runner(await _store(settings.database_url), registry, worker_id)
+    return await runner.run_many([UUID(job_id) for job_id in job_ids])
+
+
+_stores: dict[tuple[str, int], Store] = {}
+
+
+async def _store(database_url: str) -> Store:
+    """One pool per container and event loop, kept open between inputs: a Modal container runs
+    many inputs, and opening connections per input would cost more than most jobs."""
+    key = (database_url, id(asyncio.get_running_loop()))
+    if key not in _stores:
+        store = Store.open(database_url, min_size=1, max_size=8)
+        await store.pool.open()
+        _stores[key] = store
+    return _stores[key]

@@ -128,3 +128,24 @@ async def test_the_modal_executor_spawns_per_tier_in_bounded_batches() -> None:
     assert [len(call) for call in cpu.calls] == [2, 2, 1]
     assert [job_id for call in cpu.calls for job_id in call] == [str(job.id) for job in jobs[:5]]
     assert gpu.calls == [[str(jobs[5].id)]]
+
+
+async def test_a_failed_spawn_leaves_the_jobs_pending_for_the_sweep() -> None:
+    from uuid import uuid4
+
+    from handlers.sample_task import SampleParams, sample_task
+    from jobhook.registry import JobType, Registry
+
+    class Unavailable:
+        @property
+        def spawn(self) -> Any:
+            return self
+
+        async def aio(self, job_ids: list[str]) -> None:
+            raise ConnectionError("Modal is unreachable")
+
+    local = Registry()
+    local.add(JobType("cpu_job", sample_task, SampleParams))
+    jobs = [Dispatched(uuid4(), "cpu_job") for _ in range(3)]
+    refused = await ModalExecutor({"cpu": Unavailable()}, local).submit(jobs)
+    assert refused == jobs
