@@ -257,6 +257,8 @@ async def app_stack(committed: Stack) -> AsyncIterator[Served]:
             " (job_id uuid, attempt int, at timestamptz default clock_timestamp())"
         )
         conn.execute("truncate public.test_executions")
+        # Supabase's default privileges would let clients read it; it is the tests' alone.
+        conn.execute("revoke all on public.test_executions from anon, authenticated")
     settings = Settings(DATABASE_URL=committed.url)
     app = create_app(settings, job_registry=handlers_for_tests.registry, configure_logging=False)
     async with serve(settings, port=port, app=app) as served:

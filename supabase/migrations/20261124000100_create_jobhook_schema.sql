@@ -12,9 +12,9 @@ create schema if not exists jobhook;
 comment on schema jobhook is
   'jobhook internals: settings, job types, transitions and the sweep. Not exposed through the API.';
 
--- Functions are executable by PUBLIC unless revoked; close that door for everything created
--- here, and open it per function below.
-alter default privileges in schema jobhook revoke execute on functions from public;
+-- Functions are executable by PUBLIC unless revoked, and a per-schema ALTER DEFAULT PRIVILEGES
+-- cannot take that global default back; so every function in this schema revokes PUBLIC
+-- explicitly, and supabase/tests/05_privileges.sql checks that none was forgotten.
 
 -- One row of knobs the operator may tune at run time (update jobhook.settings set ...).
 create table jobhook.settings (

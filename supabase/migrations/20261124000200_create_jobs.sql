@@ -72,6 +72,11 @@ create index jobs_user_unfinished_idx on public.jobs (user_id, job_type)
 -- prunable) jobs, not the table. The processing index avoids lease_expires_at on purpose:
 -- heartbeats move the lease and must not touch an index (see fillfactor above).
 create index jobs_pending_run_at_idx on public.jobs (run_at) where status = 'pending';
+-- Pending jobs not rung since they fell due (delayed jobs, retries after backoff): what the
+-- runtime's every-second jobhook.dispatch_due() looks for. A backlog of jobs already rung and
+-- waiting for a runner stays out of it.
+create index jobs_due_idx on public.jobs (run_at)
+  where status = 'pending' and (dispatched_at is null or dispatched_at < run_at);
 create index jobs_processing_idx on public.jobs (started_at) where status = 'processing';
 create index jobs_finished_idx on public.jobs (finished_at)
   where status in ('completed', 'failed', 'cancelled');

@@ -24,6 +24,20 @@ as $$
   )
 $$;
 
+-- The doorbell's URL and signing secret, read from Vault in one query (decryption is most of a
+-- small dispatch's cost). Null when either is missing.
+create function jobhook.webhook_config(out url text, out secret text)
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select max(decrypted_secret) filter (where name = 'jobhook_webhook_url'),
+         max(decrypted_secret) filter (where name = 'jobhook_webhook_secret')
+    from vault.decrypted_secrets
+   where name in ('jobhook_webhook_url', 'jobhook_webhook_secret')
+$$;
+
 -- Ring the doorbell for `jobs` (a JSON array of {"id", "job_type"}): one signed POST per 500
 -- jobs to the URL in Vault. Returns the number of requests queued. pg_net sends them after
 -- commit, so a rolled-back insert sends nothing. Without the Vault secrets it warns and sends
@@ -48,12 +62,7 @@ begin
     return 0;
   end if;
 
-  -- One read of Vault for both secrets: decryption is most of a small dispatch's cost.
-  select max(decrypted_secret) filter (where name = 'jobhook_webhook_url'),
-         max(decrypted_secret) filter (where name = 'jobhook_webhook_secret')
-    into webhook_url, webhook_secret
-    from vault.decrypted_secrets
-   where name in ('jobhook_webhook_url', 'jobhook_webhook_secret');
+  select c.url, c.secret into webhook_url, webhook_secret from jobhook.webhook_config() c;
   if webhook_url is null or webhook_secret is null then
     raise warning 'jobhook: Vault secret % is not set; % job(s) stay pending until it is',
       case when webhook_url is null then 'jobhook_webhook_url' else 'jobhook_webhook_secret' end,
@@ -145,7 +154,8 @@ begin
   new.finished_at := null;
   new.lease_expires_at := null;
   new.worker_id := null;
-  new.run_at := coalesce(new.run_at, now());
+  -- A run_at in the past means "now": it must not jump the line or look stuck to the sweep.
+  new.run_at := greatest(coalesce(new.run_at, now()), now());
   if new.run_at <= now() then
     new.dispatch_count := 1;
     new.dispatched_at := now();
@@ -177,6 +187,10 @@ begin
     return null;
   end if;
 
+  -- Concurrent inserts by one user cannot see each other's uncommitted rows; without this lock
+  -- N parallel requests would each pass the check and together exceed the quota. The lock is
+  -- per user and held to the end of the transaction, so other users are not held up.
+  perform pg_advisory_xact_lock(hashtextextended('jobhook.quota:' || uid::text, 0));
   select s.max_unfinished_per_user into global_limit from jobhook.settings s;
   select count(*) into unfinished
     from public.jobs j
@@ -216,12 +230,18 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
+declare
+  due jsonb := (select jsonb_agg(jsonb_build_object('id', i.id, 'job_type', i.job_type))
+                  from inserted i
+                 where i.dispatch_count > 0);
 begin
-  perform jobhook.dispatch(
-    (select jsonb_agg(jsonb_build_object('id', i.id, 'job_type', i.job_type))
-       from inserted i
-      where i.dispatch_count > 0)
-  );
+  if due is not null and jobhook.dispatch(due) = 0 then
+    -- Nothing went out (Vault is not configured): take back the marks the row trigger made,
+    -- so these jobs count as never delivered rather than as delivered and ignored.
+    update public.jobs j
+       set dispatch_count = 0, dispatched_at = null
+     where j.id in (select (d ->> 'id')::uuid from jsonb_array_elements(due) d);
+  end if;
   return null;
 end;
 $$;
@@ -240,7 +260,18 @@ create trigger jobs_dispatch
   referencing new table as inserted
   for each statement execute function jobhook.jobs_dispatch();
 
-revoke execute on function jobhook.sign_webhook(text, text, bigint, text) from public;
-revoke execute on function jobhook.dispatch(jsonb) from public;
-grant execute on function jobhook.sign_webhook(text, text, bigint, text) to service_role;
-grant execute on function jobhook.dispatch(jsonb) to service_role;
+-- Trigger functions fire whatever their EXECUTE privilege; revoking it only stops anyone from
+-- attaching them to a table of their own (jobs_dispatch would sign any ids it is handed).
+revoke execute on function
+  jobhook.webhook_config(),
+  jobhook.sign_webhook(text, text, bigint, text),
+  jobhook.dispatch(jsonb),
+  jobhook.jobs_before_insert(),
+  jobhook.jobs_check_quota(),
+  jobhook.jobs_dispatch()
+from public;
+grant execute on function
+  jobhook.webhook_config(),
+  jobhook.sign_webhook(text, text, bigint, text),
+  jobhook.dispatch(jsonb)
+to service_role;

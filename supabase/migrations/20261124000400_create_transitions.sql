@@ -270,6 +270,7 @@ end;
 $$;
 
 revoke execute on function
+  jobhook.jobs_on_cancel_request(),
   jobhook.complete_many(jsonb),
   jobhook.status_after_failure(timestamptz, boolean, integer, integer),
   jobhook.error_entry(integer, text, text),

@@ -1,7 +1,7 @@
 -- Enqueue checks and the signed doorbell: what an insert is refused for, and what it sends.
 begin;
 \ir helpers/setup.psql
-select plan(24);
+select plan(27);
 
 select tests.authenticate_as('alice@example.com');
 
@@ -130,13 +130,36 @@ select results_eq(
   'and is recorded as not dispatched'
 );
 
--- Without the Vault secrets, jobs are still accepted and wait for the sweep.
+-- Without the Vault secrets, jobs are still accepted and wait, counted as never delivered.
 delete from vault.secrets where name = 'jobhook_webhook_secret';
 select lives_ok(
   $$insert into public.jobs (job_type, idempotency_key) values ('sample_task', 'no-secret')$$,
   'an insert succeeds while the signing secret is missing'
 );
 select is((select count(*)::int from net.http_request_queue), 0, 'and sends nothing unsigned');
+select tests.clear_authentication();
+select results_eq(
+  $$select dispatch_count, dispatched_at from public.jobs where idempotency_key = 'no-secret'$$,
+  $$values (0, null::timestamptz)$$,
+  'a job whose doorbell could not ring is not counted as delivered'
+);
+update jobhook.settings set max_dispatches = 1, redispatch_after_seconds = 5;
+select jobhook.sweep();
+select jobhook.sweep();
+select is(
+  (select status::text from public.jobs where idempotency_key = 'no-secret'), 'pending',
+  'so the sweep does not fail it as undeliverable while Vault is unconfigured'
+);
+
+-- A run_at in the past means now.
+select tests.authenticate_as('alice@example.com');
+insert into public.jobs (job_type, idempotency_key, run_at)
+values ('sample_task', 'past', now() - interval '1 day');
+select tests.clear_authentication();
+select is(
+  (select run_at from public.jobs where idempotency_key = 'past'), now(),
+  'a run_at in the past is moved to now'
+);
 
 select * from finish();
 rollback;
