@@ -106,8 +106,11 @@ class Runtime:
         sooner when the database says the next one is due sooner."""
         pause = TICK_SECONDS
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancellation that
+            # shuts the ticker down if the event is set at the same moment.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._schedule_changed.wait(), pause)
+                async with asyncio.timeout(pause):
+                    await self._schedule_changed.wait()
             self._schedule_changed.clear()
             pause = TICK_SECONDS
             if self.not_ready:

@@ -100,8 +100,8 @@ class DeliveryWorker:
         self.sent = 0
         self.max_in_flight = max_in_flight
         # pg_net's curl multi handle takes any number of transfers at once; an HTTP client pool
-        # degrades with thousands queued, so requests wait here, before their timeout starts.
-        self._slots = asyncio.Semaphore(max_in_flight)
+        # degrades with thousands queued, so at most this many are taken from the queue at once.
+        self._slot_freed = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._responses: asyncio.Queue[Response] = asyncio.Queue()
         self.ready = asyncio.Event()
@@ -136,12 +136,19 @@ class DeliveryWorker:
             try:
                 expired_at = 0.0
                 while True:
-                    requests = await self._consume(queue_conn)
+                    # Take from the queue only what can be sent now, so each request's timeout
+                    # starts when it is taken, as with pg_net, and a backlog waits in the table.
+                    free = self.max_in_flight - len(self._in_flight)
+                    if free == 0:
+                        await self._slot_freed.wait()
+                        self._slot_freed.clear()
+                        continue
+                    requests = await self._consume(queue_conn, min(free, self.batch_size))
                     for request in requests:
                         task = asyncio.create_task(self._send(client, request))
                         self._in_flight.add(task)
                         task.add_done_callback(self._in_flight.discard)
-                    if len(requests) == self.batch_size:
+                    if len(requests) == min(free, self.batch_size):
                         continue
                     # pg_net expires before it consumes; here expiry waits for a quiet moment, at
                     # most once a second, so it never stands between a commit and its request.
@@ -161,8 +168,8 @@ class DeliveryWorker:
             self.database_url, autocommit=True, application_name=APPLICATION_NAME
         )
 
-    async def _consume(self, conn: psycopg.AsyncConnection[Any]) -> list[Request]:
-        cursor = await conn.execute(CONSUME, {"batch_size": self.batch_size})
+    async def _consume(self, conn: psycopg.AsyncConnection[Any], limit: int) -> list[Request]:
+        cursor = await conn.execute(CONSUME, {"batch_size": limit})
         return [
             Request(
                 id=row[0],
@@ -179,8 +186,15 @@ class DeliveryWorker:
         await conn.execute(EXPIRE, {"ttl": self.ttl, "batch_size": self.batch_size})
 
     async def _send(self, client: aiohttp.ClientSession, request: Request) -> None:
-        async with self._slots:
+        try:
             await self._send_now(client, request)
+        except Exception as exc:
+            # Whatever failed (a header value curl would refuse too...), record it as pg_net does.
+            self._responses.put_nowait(
+                Response(id=request.id, error_msg=f"{type(exc).__name__}: {exc}")
+            )
+        finally:
+            self._slot_freed.set()
 
     async def _send_now(self, client: aiohttp.ClientSession, request: Request) -> None:
         timeout = aiohttp.ClientTimeout(total=request.timeout_milliseconds / 1000)
@@ -192,7 +206,8 @@ class DeliveryWorker:
                 data=request.body,
                 timeout=timeout,
             ) as reply:
-                content = await reply.text(errors="replace")
+                # PostgreSQL text cannot hold NUL; the rest of a reply is kept as sent.
+                content = (await reply.text(errors="replace")).replace("\x00", "")
                 response = Response(
                     id=request.id,
                     status_code=reply.status,
@@ -216,7 +231,11 @@ class DeliveryWorker:
             batch = [await self._responses.get()]
             while not self._responses.empty():
                 batch.append(self._responses.get_nowait())
-            await _insert_responses(conn, batch)
+            try:
+                await _insert_responses(conn, batch)
+            except psycopg.DataError as exc:
+                # A reply the table refuses is dropped, not the worker (pg_net would log it).
+                log.warning("responses not recorded", error=str(exc), count=len(batch))
 
     async def drain(self) -> None:
         """Wait for the requests in flight (used on shutdown and by tests)."""

@@ -9,12 +9,9 @@ task; the runner then tells the two apart by `cancel_requested` and `lost`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-
-from jobhook.store import is_transient
 
 if TYPE_CHECKING:
     from jobhook.context import JobContext
@@ -30,6 +27,10 @@ class Heartbeat:
         self.ctx = ctx
         self.attempt_task = attempt_task
         self.lost = False
+        # How many times this heartbeat cancelled the attempt (the runner undoes exactly those),
+        # and whether it still may: not once the handler has returned.
+        self.cancels_issued = 0
+        self._armed = True
         lease = ctx.job.lease_expires_at - datetime.now(UTC)
         self.interval = max(1.0, lease.total_seconds() / 3)
         self._task: asyncio.Task[None] | None = None
@@ -37,9 +38,13 @@ class Heartbeat:
         self._timer = asyncio.get_running_loop().call_later(self.interval, self.start)
         ctx.on_progress = self.start
 
-    @property
-    def stopped_the_attempt(self) -> bool:
-        return self.lost or self.ctx.cancelled
+    def disarm(self) -> None:
+        self._armed = False
+
+    def _stop_the_attempt(self) -> None:
+        if self._armed:
+            self.cancels_issued += 1
+            self.attempt_task.cancel()
 
     def start(self) -> None:
         if self._task is None and not self._stopped:
@@ -47,11 +52,13 @@ class Heartbeat:
 
     async def stop(self) -> None:
         self._stopped = True
+        self._armed = False
         self._timer.cancel()
-        if self._task is not None:
+        if self._task is not None and not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])
+        if self._task is not None and not self._task.cancelled() and self._task.exception():
+            self.ctx.log.error("heartbeat stopped on an error", error=str(self._task.exception()))
 
     async def _beat(self) -> None:
         ctx = self.ctx
@@ -63,11 +70,13 @@ class Heartbeat:
             if progress is None and time.monotonic() - last_beat < self.interval:
                 continue
             percent, message = progress if progress is not None else (None, None)
+            if message is not None:
+                message = message.replace("\x00", "")  # PostgreSQL text cannot hold NUL
             try:
                 beat = await self.store.heartbeat(ctx.job, percent, message)
             except Exception as exc:
-                if not is_transient(exc):
-                    raise
+                # Whatever went wrong, keep beating: a heartbeat that stops loses the lease
+                # while the handler still runs.
                 ctx.log.warning("heartbeat failed; retrying", error=str(exc))
                 await asyncio.sleep(min(1.0, self.interval))
                 continue
@@ -75,10 +84,10 @@ class Heartbeat:
             if beat is None:
                 ctx.log.warning("lease lost: another attempt owns the job now; stopping")
                 self.lost = True
-                self.attempt_task.cancel()
+                self._stop_the_attempt()
                 return
             if beat.cancel_requested and not ctx.cancelled:
                 ctx.log.info("cancel requested by the owner; stopping the handler")
                 ctx.cancel_requested.set()
-                self.attempt_task.cancel()
+                self._stop_the_attempt()
             await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)

@@ -10,6 +10,7 @@ writes nothing more.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -103,45 +104,54 @@ class Runner:
         assert attempt is not None
         heartbeat = Heartbeat(self.store, ctx, attempt)
         started = time.perf_counter()
+        failure: tuple[str, bool, str] | None = None
+        stopped = False  # the handler was stopped for its owner's cancel request, or a lost lease
         try:
-            async with asyncio.timeout(job_type.timeout_seconds):
-                result = await self._call(job_type, params, ctx)
+            try:
+                async with asyncio.timeout(job_type.timeout_seconds):
+                    result = await self._call(job_type, params, ctx)
+            finally:
+                # From here on the heartbeat must not cancel this task: what follows are the
+                # write-backs. Synchronous, so no cancel can slip in between.
+                heartbeat.disarm()
         except TimeoutError:
-            return await self._fail(
-                job,
-                f"timed out after {job_type.timeout_seconds} s",
-                retryable=True,
-                kind="timeout",
-            )
-        except (asyncio.CancelledError, JobCancelled):
-            if not heartbeat.stopped_the_attempt:
+            failure = (f"timed out after {job_type.timeout_seconds} s", True, "timeout")
+        except asyncio.CancelledError:
+            if heartbeat.cancels_issued == 0:
                 raise  # the runner itself is being shut down; the lease will expire
-            # The heartbeat stopped the handler, by cancelling this task: carry on to write.
-            while attempt.cancelling():
+            for _ in range(heartbeat.cancels_issued):
                 attempt.uncancel()
-            if heartbeat.lost:
-                return Outcome.LOST
-            status = await self._write(lambda: self.store.acknowledge_cancel(job))
-            return Outcome.CANCELLED if status is JobStatus.CANCELLED else Outcome.LOST
+            if attempt.cancelling():
+                raise  # a shutdown arrived as well: leave the rest to the lease
+            stopped = True
+        except JobCancelled:
+            if not ctx.cancelled:
+                raise
+            stopped = True
         except Exception as exc:
             retryable = not isinstance(exc, JobError) or exc.retryable
             kind = exc.kind if isinstance(exc, JobError) else "error"
             message = str(exc) if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
             job_log.warning("handler failed", error=message, retryable=retryable)
-            return await self._fail(job, message, retryable=retryable, kind=kind)
+            failure = (message, retryable, kind)
         finally:
             await heartbeat.stop()
             metrics.for_job_type(job.job_type).duration.observe(time.perf_counter() - started)
 
+        if heartbeat.lost:
+            return Outcome.LOST  # another attempt owns the job: write nothing
+        if failure is not None:
+            message, retryable, kind = failure
+            return await self._fail(job, message, retryable=retryable, kind=kind)
+        if stopped:
+            status = await self._write(lambda: self.store.acknowledge_cancel(job))
+            return Outcome.CANCELLED if status is JobStatus.CANCELLED else Outcome.LOST
         if ctx.cancelled:
             # The handler finished although the owner asked to cancel; its result stands.
             job_log.info("completed despite a cancel request")
-        try:
-            payload = to_jsonable_python(result)
-        except PydanticSerializationError as exc:
-            return await self._fail(
-                job, f"the handler's result is not JSON: {exc}", retryable=False, kind="bad_result"
-            )
+        payload, problem = storable(result)
+        if problem is not None:
+            return await self._fail(job, problem, retryable=False, kind="bad_result")
         try:
             done = await self._write(
                 lambda: self.completions.complete(job, payload, ctx.last_message)
@@ -188,6 +198,19 @@ class Runner:
                     return None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+def storable(result: Any) -> tuple[Any, str | None]:
+    """The result as JSON PostgreSQL will take, or why it cannot be: checked per job, so one
+    bad result cannot fail the batch it would have been written with."""
+    try:
+        payload = to_jsonable_python(result)
+        text = json.dumps(payload, allow_nan=False)
+    except (PydanticSerializationError, ValueError, TypeError) as exc:
+        return None, f"the handler's result is not JSON: {exc}"
+    if "\\u0000" in text:
+        return None, "the handler's result holds a NUL character (\\u0000), which cannot be stored"
+    return payload, None
 
 
 def describe_invalid(exc: ValidationError) -> str:

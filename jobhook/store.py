@@ -142,7 +142,19 @@ def new_pool(
         database_url,
         min_size=min_size,
         max_size=max_size,
-        kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
+        kwargs={
+            "autocommit": True,
+            "prepare_threshold": None,
+            "row_factory": dict_row,
+            # A connection a NAT or pooler dropped in silence must fail in seconds, not hang
+            # until the kernel gives up (minutes): a hung claim stalls the executor, a hung
+            # heartbeat loses its lease.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 30_000,
+        },
         open=False,
         name="jobhook",
     )

@@ -24,19 +24,20 @@ async def run_jobs(job_ids: list[str], registry: Registry, settings: Settings) -
         or os.environ.get("MODAL_TASK_ID")
         or f"{socket.gethostname()}:{os.getpid()}"
     )
-    runner = Runner(await _store(settings.database_url), registry, worker_id)
+    runner = await _runner(settings.database_url, registry, worker_id)
     return await runner.run_many([UUID(job_id) for job_id in job_ids])
 
 
-_stores: dict[tuple[str, int], Store] = {}
+_runners: dict[tuple[str, int, int], Runner] = {}
 
 
-async def _store(database_url: str) -> Store:
-    """One pool per container and event loop, kept open between inputs: a Modal container runs
-    many inputs, and opening connections per input would cost more than most jobs."""
-    key = (database_url, id(asyncio.get_running_loop()))
-    if key not in _stores:
+async def _runner(database_url: str, registry: Registry, worker_id: str) -> Runner:
+    """One runner (and pool) per container and event loop, kept between inputs: a Modal
+    container runs many inputs, and opening connections per input would cost more than most
+    jobs."""
+    key = (database_url, id(registry), id(asyncio.get_running_loop()))
+    if key not in _runners:
         store = Store.open(database_url, min_size=1, max_size=8)
         await store.pool.open()
-        _stores[key] = store
-    return _stores[key]
+        _runners[key] = Runner(store, registry, worker_id)
+    return _runners[key]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from jobhook.store import ClaimedJob, Store
@@ -65,6 +66,14 @@ class Completions:
         ]
         try:
             completed: set[UUID] = set(await self.store.complete_many(Jsonb(outcomes)))
+        except psycopg.DataError as exc:
+            if len(batch) > 1:
+                # One result the database refuses must not fail its neighbours: one at a time.
+                for item in batch:
+                    await self._flush([item])
+                return
+            batch[0].done.set_exception(exc)
+            return
         except Exception as exc:
             for item in batch:
                 if not item.done.done():

@@ -83,3 +83,17 @@ def blocking(params: Nothing, ctx: JobContext) -> dict[str, str]:
     """A synchronous handler, run in a thread, reporting progress from there."""
     ctx.report(50, "half way")
     return {"ran": "in a thread"}
+
+
+class ResultParams(BaseModel):
+    kind: str
+
+
+@registry.job(max_attempts=2)
+async def odd_result(params: ResultParams, ctx: JobContext) -> Any:
+    """Return a result the database cannot store (NaN, NUL), or a fine one."""
+    if params.kind == "nan":
+        return {"x": float("nan")}
+    if params.kind == "nul":
+        return {"x": "a\x00b"}
+    return {"x": 1}

@@ -105,6 +105,25 @@ async def test_a_handler_over_its_timeout_fails_saying_so(
     assert row["errors"][0]["kind"] == "timeout"
 
 
+async def test_a_result_the_database_cannot_store_fails_only_its_own_job(
+    committed: Stack, app_stack: Served
+) -> None:
+    with psycopg.connect(committed.url) as conn:
+        act_as_user(conn, DEMO_USER)
+        rows = conn.execute(
+            "insert into public.jobs (job_type, payload)"
+            " select 'odd_result', jsonb_build_object('kind', k)"
+            " from unnest(array['nan', 'fine', 'nul', 'fine']) k returning id, payload ->> 'kind'"
+        ).fetchall()
+    outcomes: dict[str, set[tuple[str, int]]] = {}
+    for job_id, kind in rows:
+        row = await wait_for_job(committed.url, job_id, finished)
+        outcomes.setdefault(kind, set()).add((row["status"], row["attempt"]))
+    assert outcomes["fine"] == {("completed", 1)}
+    assert outcomes["nan"] == {("failed", 1)}
+    assert outcomes["nul"] == {("failed", 1)}
+
+
 async def test_a_blocking_handler_runs_in_a_thread(committed: Stack, app_stack: Served) -> None:
     job_id = insert_job(committed.url, "blocking")
     row = await wait_for_job(committed.url, job_id, finished)
