@@ -7,8 +7,8 @@ request. It never retries, and it expires responses older than pg_net.ttl (6 hou
 does the same from outside the server: the stand-in `net.wake()` is a NOTIFY, which PostgreSQL
 delivers after commit and never for a rolled-back transaction, so nothing this worker does can
 block or fail the inserting transaction. (NOTIFY itself takes a brief database-wide lock at
-commit, which pg_net's latch does not; a dev-stack difference only.) Like pg_net, it also looks at the queue once a second, so requests
-queued while it was down go out as soon as it is back.
+commit, which pg_net's latch does not; a dev-stack difference only.) Like pg_net, it also looks
+at the queue once a second, so requests queued while it was down go out as soon as it is back.
 """
 
 from __future__ import annotations
