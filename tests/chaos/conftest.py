@@ -1,4 +1,4 @@
-"""The chaos suite's own cluster: it gets restarted, so it is not the session's.
+"""The chaos suite's own cluster: it gets restarted, so it cannot be the one all other tests share.
 
 Timers are shortened where the platform allows (a 5 s lease, re-dispatch after 5 s) and every
 wait is on a condition with a bound, never a fixed sleep.
