@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 from uuid import UUID
 
 import structlog
@@ -88,9 +87,6 @@ class JobContext:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._progress_reported.wait()
-
-    def bind(self, **values: Any) -> None:
-        self.log = self.log.bind(**values)
 
 
 def _check_percent(percent: float) -> None:

@@ -98,7 +98,6 @@ class DeliveryWorker:
         self.batch_size = batch_size
         self.ttl = ttl
         self.idle_poll_seconds = idle_poll_seconds
-        self.sent = 0
         self.max_in_flight = max_in_flight
         # pg_net's curl multi handle takes any number of transfers at once; an HTTP client pool
         # degrades with thousands queued, so at most this many are taken from the queue at once.
@@ -224,7 +223,6 @@ class DeliveryWorker:
             )
         except aiohttp.ClientError as exc:
             response = Response(id=request.id, error_msg=_curl_style_error(exc))
-        self.sent += 1
         self._responses.put_nowait(response)
 
     async def _write_responses(self, conn: psycopg.AsyncConnection[Any]) -> None:
@@ -237,11 +235,6 @@ class DeliveryWorker:
             except psycopg.DataError as exc:
                 # A reply the table refuses is dropped, not the worker (pg_net would log it).
                 log.warning("responses not recorded", error=str(exc), count=len(batch))
-
-    async def drain(self) -> None:
-        """Wait for the requests in flight (used on shutdown and by tests)."""
-        while self._in_flight:
-            await asyncio.gather(*list(self._in_flight), return_exceptions=True)
 
 
 async def _insert_responses(conn: psycopg.AsyncConnection[Any], batch: Sequence[Response]) -> None:

@@ -62,12 +62,6 @@ class Runner:
         self.on_retry = on_retry
         self.completions = Completions(store)
 
-    async def run(self, job_id: UUID) -> Outcome:
-        claimed = await self.store.claim([job_id], self.worker_id)
-        if not claimed:
-            return Outcome.NOT_CLAIMED
-        return await self.execute(claimed[0])
-
     async def run_many(self, job_ids: list[UUID]) -> list[Outcome]:
         """Claim many jobs in one round trip and run them concurrently."""
         claimed = await self.store.claim(job_ids, self.worker_id)

@@ -48,7 +48,6 @@ def app_server(app: FastAPI, host: str, port: int) -> QuietServer:
 @dataclass
 class Served:
     app: FastAPI
-    delivery: DeliveryWorker
     url: str
 
 
@@ -73,7 +72,7 @@ async def serve(
                 await asyncio.sleep(0.01)
             await delivery.ready.wait()
             await app.state.runtime.wait_ready()
-        yield Served(app=app, delivery=delivery, url=f"http://{host}:{port}")
+        yield Served(app=app, url=f"http://{host}:{port}")
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError, Exception):

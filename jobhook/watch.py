@@ -11,6 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
+from jobhook.jobs import JobStatus
+
 Row = dict[str, Any]
 
 STATUS_STYLE = {
@@ -60,7 +62,7 @@ async def watch(
                 if bar is None:
                     bar = bars[row["id"]] = progress.add_task(label(row), total=100, status="")
                 progress.update(bar, completed=row["progress"], status=status_text(row))
-            done = all(row["status"] in ("completed", "failed", "cancelled") for row in rows)
+            done = all(JobStatus(row["status"]).finished for row in rows)
             if (stop_when_finished and rows and done) or (
                 deadline is not None and time.monotonic() > deadline
             ):

@@ -17,25 +17,21 @@ security definer
 set search_path = ''
 as $$
 declare
+  picked uuid[];
   due jsonb;
   lost_before timestamptz;
   max_dispatches integer;
 begin
-  -- Without the Vault secrets nothing can be sent: mark nothing, so no job counts a delivery
-  -- that never happened (and none is failed as undeliverable for it).
-  if (select c.url is null or c.secret is null from jobhook.webhook_config() c) then
-    return 0;
-  end if;
   -- Settings read into variables rather than joined: the planner then sees the job rows alone.
   select now() - make_interval(secs => s.redispatch_after_seconds), s.max_dispatches
     into lost_before, max_dispatches
     from jobhook.settings s;
 
-  -- skip locked: a job another session is claiming or dispatching right now is not due here.
-  -- Two queries, not one with an OR on include_lost: the every-second call must stay on the
-  -- small jobs_due_idx, whose size is the number of jobs waiting for a first ring.
+  -- Pick and lock; skip locked: a job another session is claiming or dispatching right now is
+  -- not due here. Two queries, not one with an OR on include_lost: the every-second call must
+  -- stay on the small jobs_due_idx, whose size is the number of jobs waiting for a first ring.
   if include_lost then
-    with picked as (
+    picked := array(
       select j.id
         from public.jobs j
        where j.status = 'pending'
@@ -46,20 +42,9 @@ begin
               or (j.dispatched_at < lost_before and j.dispatch_count < max_dispatches))
        order by j.run_at
        limit max_jobs
-         for update skip locked
-    ), marked as (
-      update public.jobs j
-         set dispatch_count = j.dispatch_count + 1,
-             dispatched_at = now()
-        from picked
-       where j.id = picked.id
-      returning j.id, j.job_type, j.run_at
-    )
-    select jsonb_agg(jsonb_build_object('id', m.id, 'job_type', m.job_type) order by m.run_at)
-      into due
-      from marked m;
+         for update skip locked);
   else
-    with picked as (
+    picked := array(
       select j.id
         from public.jobs j
        where j.status = 'pending'
@@ -68,19 +53,28 @@ begin
          and j.cancel_requested_at is null
        order by j.run_at
        limit max_jobs
-         for update skip locked
-    ), marked as (
-      update public.jobs j
-         set dispatch_count = j.dispatch_count + 1,
-             dispatched_at = now()
-        from picked
-       where j.id = picked.id
-      returning j.id, j.job_type, j.run_at
-    )
-    select jsonb_agg(jsonb_build_object('id', m.id, 'job_type', m.job_type) order by m.run_at)
-      into due
-      from marked m;
+         for update skip locked);
   end if;
+  if cardinality(picked) = 0 then
+    return 0;
+  end if;
+  -- Without the Vault secrets nothing can be sent: mark nothing, so no job counts a delivery
+  -- that never happened (and none is failed as undeliverable for it). Read only when there is
+  -- something to send: decrypting is the costly part of an idle call.
+  if (select c.url is null or c.secret is null from jobhook.webhook_config() c) then
+    return 0;
+  end if;
+
+  with marked as (
+    update public.jobs j
+       set dispatch_count = j.dispatch_count + 1,
+           dispatched_at = now()
+     where j.id = any (picked)
+    returning j.id, j.job_type, j.run_at
+  )
+  select jsonb_agg(jsonb_build_object('id', m.id, 'job_type', m.job_type) order by m.run_at)
+    into due
+    from marked m;
   perform jobhook.dispatch(due);
   return coalesce(jsonb_array_length(due), 0);
 end;
