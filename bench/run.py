@@ -5,9 +5,9 @@ jobhook migrated into `postgres` and pgqueuer installed in a database of its own
 system, in this order:
 
 - latency: after 20 unmeasured jobs to warm both sides up, `latency_jobs` single-job inserts at
-  `rate` per second; for each, the wall clock from
-  the moment the producer commits the insert to the moment the handler starts, in another
-  process. (jobhook's producer inserts as an authenticated user, as supabase-js does.)
+  `rate` per second; for each, the wall clock from the moment the producer's commit returns to
+  the moment the handler starts, in another process. (jobhook's producer inserts as an
+  authenticated user, as supabase-js does, in one round trip, as pgqueuer enqueues.)
 - throughput: `jobs` no-op jobs inserted in one statement, then again one per transaction;
   jobs per second from the first insert to the last completion, both read from the database's
   own timestamps, and for jobhook the webhook requests they cost.
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg import sql
 
 from bench import workers
 from jobhook import database, vault
@@ -151,13 +151,24 @@ async def wal_bytes(url: str, since: str) -> int:
 # -- jobhook --------------------------------------------------------------------------------------
 
 
-async def act_as_user(producer: psycopg.AsyncConnection[Any]) -> None:
-    """What PostgREST does at the start of a request's transaction."""
-    await producer.execute(
-        "select set_config('role', 'authenticated', true),"
-        " set_config('request.jwt.claims', %s, true)",
-        (CLAIMS,),
+def as_user(statement: sql.Composable) -> sql.Composed:
+    """One transaction as the demo user, as PostgREST runs a request (role and JWT claims set
+    for the transaction, the statement, commit), sent as a single message: one round trip per
+    job, as pgqueuer's enqueue is."""
+    return sql.SQL(
+        "begin;"
+        " select set_config('role', 'authenticated', true),"
+        " set_config('request.jwt.claims', {claims}, true);"
+        " {statement};"
+        " commit"
+    ).format(claims=sql.Literal(CLAIMS), statement=statement)
+
+
+INSERT_ONE = as_user(
+    sql.SQL("insert into public.jobs (job_type) values ({}) returning id").format(
+        sql.Literal(workers.NOOP)
     )
+)
 
 
 async def jobhook_figures(url: str, jobs: int, latency_jobs: int, rate: float) -> Figures:
@@ -166,17 +177,15 @@ async def jobhook_figures(url: str, jobs: int, latency_jobs: int, rate: float) -
         vault.write(conn, vault.WEBHOOK_URL, f"http://127.0.0.1:{port}/webhooks/jobs")
         conn.execute("update jobhook.settings set max_unfinished_per_user = %s", (jobs * 2 + 10,))
 
-    async with await psycopg.AsyncConnection.connect(url) as producer:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as producer:
 
         async def insert_one() -> tuple[str, float]:
-            await act_as_user(producer)
-            row = await (
-                await producer.execute(
-                    "insert into public.jobs (job_type) values (%s) returning id", (workers.NOOP,)
-                )
-            ).fetchone()
+            cursor = await producer.execute(INSERT_ONE)
             at = time.time()
-            await producer.commit()
+            # The results of begin, set_config, insert and commit, in order.
+            cursor.nextset()
+            cursor.nextset()
+            row = await cursor.fetchone()
             return str(row[0]) if row else "", at
 
         with child(workers.run_jobhook, url, port, True) as started:
@@ -236,13 +245,15 @@ async def _jobhook_run(
 async def _jobhook_bulk(
     url: str, producer: psycopg.AsyncConnection[Any], jobs: int
 ) -> tuple[float, int, int, float]:
+    statement = as_user(
+        sql.SQL(
+            "insert into public.jobs (job_type, payload)"
+            " select {}, '{{}}' from generate_series(1, {})"
+        ).format(sql.Literal(workers.NOOP), sql.Literal(jobs))
+    )
+
     async def insert() -> None:
-        await act_as_user(producer)
-        await producer.execute(
-            "insert into public.jobs (job_type, payload) select %s, %s from generate_series(1, %s)",
-            (workers.NOOP, Jsonb({}), jobs),
-        )
-        await producer.commit()
+        await producer.execute(statement)
 
     return await _jobhook_run(url, producer, jobs, insert)
 
@@ -253,11 +264,7 @@ async def _jobhook_row_by_row(
     async def insert() -> None:
         # One transaction per job, as PostgREST makes one of each request.
         for _ in range(jobs):
-            await act_as_user(producer)
-            await producer.execute(
-                "insert into public.jobs (job_type) values (%s)", (workers.NOOP,)
-            )
-            await producer.commit()
+            await producer.execute(INSERT_ONE)
 
     return await _jobhook_run(url, producer, jobs, insert)
 
@@ -308,9 +315,9 @@ async def pgqueuer_figures(url: str, jobs: int, latency_jobs: int, rate: float) 
     batch_size = 100
 
     async def enqueue_one() -> tuple[str, float]:
-        at = time.time()
+        # Timed from the moment the committed enqueue returns, as jobhook's insert is.
         [job_id] = await queries.enqueue(workers.NOOP, None)
-        return str(job_id), at
+        return str(job_id), time.time()
 
     try:
         with child(workers.run_pgqueuer, url, True, batch_size) as started:

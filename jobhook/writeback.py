@@ -1,9 +1,11 @@
 """Write-backs in batches: attempts that finish together are completed by one statement.
 
-A runner finishing many short jobs would otherwise spend one round trip per job on `complete`.
-Outcomes are queued and a single flusher sends whatever has gathered while the previous
-statement ran, so under light load a completion goes out at once, alone, and under heavy load
-hundreds share a statement. Each caller still learns whether its own attempt was completed.
+A runner finishing many short jobs would otherwise spend one transaction (and one WAL flush) per
+job on `complete`. Outcomes are queued and a single flusher sends whatever has gathered, with
+flushes at least `interval` apart: after a quiet spell a completion goes out at once, alone;
+under a steady stream of jobs, each arriving alone, they wait at most `interval` and share a
+statement; under heavy load hundreds share one. Each caller still learns whether its own attempt
+was completed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from psycopg.types.json import Jsonb
 from jobhook.store import ClaimedJob, Store
 
 MAX_BATCH = 1000
+# The longest a completion waits for company. Short next to what a person watching a job can
+# notice, long enough that 500 jobs/s arriving one by one share a statement ~5 at a time.
+FLUSH_INTERVAL = 0.01
 
 
 @dataclass
@@ -31,8 +36,9 @@ class _Outcome:
 
 
 class Completions:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, interval: float = FLUSH_INTERVAL) -> None:
         self.store = store
+        self.interval = interval
         self._queue: list[_Outcome] = []
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
@@ -47,9 +53,14 @@ class Completions:
         return await done
 
     async def _flush_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_flush = float("-inf")
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if (wait := last_flush + self.interval - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            last_flush = loop.time()
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 await self._flush(batch)

@@ -1,0 +1,94 @@
+"""Completions written back in batches: alone after a quiet spell, together under a stream."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from jobhook.store import Store, new_pool
+from jobhook.writeback import Completions
+from tests.conftest import DEMO_USER, Stack
+
+pytestmark = pytest.mark.commits
+
+
+class CountingStore(Store):
+    """The real store, remembering how many jobs each completion statement carried."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.statements: list[int] = []
+
+    async def complete_many(self, outcomes: Jsonb) -> list[UUID]:
+        self.statements.append(len(outcomes.obj))
+        return await super().complete_many(outcomes)
+
+
+def pending_jobs(url: str, count: int) -> list[UUID]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "insert into public.jobs (user_id, job_type)"
+            " select %s, 'sample_task' from generate_series(1, %s) returning id",
+            (DEMO_USER, count),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+async def test_a_stream_of_completions_shares_statements_and_each_learns_its_fate(
+    committed: Stack,
+) -> None:
+    ids = pending_jobs(committed.url, 6)
+    store = CountingStore(new_pool(committed.url))
+    async with store:
+        claimed = await store.claim(ids, "test-worker")
+        assert len(claimed) == 6
+        completions = Completions(store, interval=0.5)
+        try:
+            # The first, after a quiet spell, goes out at once and alone.
+            assert await completions.complete(claimed[0], {"n": 0}, None) is True
+            # The rest arrive one by one within the interval: they wait and share one statement.
+            waiting = []
+            for n, job in enumerate(claimed[1:], start=1):
+                waiting.append(asyncio.create_task(completions.complete(job, {"n": n}, "done")))
+                await asyncio.sleep(0.01)
+            assert await asyncio.gather(*waiting) == [True] * 5
+        finally:
+            await completions.aclose()
+    assert store.statements == [1, 5]
+
+    with psycopg.connect(committed.url) as conn:
+        rows: dict[UUID, Any] = dict(
+            conn.execute(
+                "select id, result from public.jobs where status = 'completed' and progress = 100"
+            ).fetchall()
+        )
+    assert rows == {job.id: {"n": n} for n, job in enumerate(claimed)}
+
+
+async def test_an_attempt_no_longer_ours_is_told_so_inside_a_shared_statement(
+    committed: Stack,
+) -> None:
+    ids = pending_jobs(committed.url, 2)
+    store = CountingStore(new_pool(committed.url))
+    async with store:
+        ours, taken_over = await store.claim(ids, "test-worker")
+        with psycopg.connect(committed.url, autocommit=True) as conn:
+            # The lease expired and the sweep moved the job on: this attempt may not complete it.
+            conn.execute(
+                "update public.jobs set attempt = attempt + 1 where id = %s", (taken_over.id,)
+            )
+        completions = Completions(store, interval=0.5)
+        try:
+            results = await asyncio.gather(
+                completions.complete(ours, None, None),
+                completions.complete(taken_over, None, None),
+            )
+        finally:
+            await completions.aclose()
+    assert list(results) == [True, False]
+    assert store.statements == [2]
