@@ -53,7 +53,10 @@ async def receive_jobs(request: Request, runtime: RuntimeDep, executor: Executor
     deferred = await executor.submit([Dispatched(job.id, job.job_type) for job in event.jobs])
     metrics.webhook_deliveries.labels("accepted").inc()
     if deferred:
-        log.warning("executor full; jobs left pending for the sweep", deferred=len(deferred))
+        log.warning(
+            "executor full; jobs left pending, to be claimed when there is room",
+            deferred=len(deferred),
+        )
     return {"accepted": len(event.jobs) - len(deferred), "deferred": len(deferred)}
 
 

@@ -2,7 +2,8 @@
 
 The webhook hands jobs to an executor and answers at once, so `submit` never waits for a job to
 run. A full local executor refuses instead of queueing in memory: the job stays pending in the
-database, where nothing is lost, and the sweep rings for it again.
+database, where nothing is lost, and the executor takes it back itself once it has room (the
+sweep rings for it again should this process die first).
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class LocalExecutor:
     doorbells ring at once, the database sees a handful of claims, not one per delivery. The line
     only holds ids of rows that stay pending in the database until claimed, so losing it (a
     crash) loses nothing: the sweep rings for those jobs again.
+
+    When the line is full, doorbells are turned away and the executor owes itself that work:
+    once the line is empty and there is room, it claims due jobs of its types straight from the
+    table (`jobhook.claim_due`, oldest first) until none are left, so a burst larger than the
+    line runs at full speed instead of waiting for the sweep.
     """
 
     def __init__(
@@ -67,6 +73,8 @@ class LocalExecutor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._claimer: asyncio.Task[None] | None = None
+        self._owed = False  # doorbells were turned away: due jobs wait in the table
+        self._refusals = 0
 
     @property
     def running(self) -> int:
@@ -80,6 +88,8 @@ class LocalExecutor:
             if len(self._waiting) >= self.max_waiting:
                 refused.append(job)
                 metrics.jobs_deferred.labels(job.job_type).inc()
+                self._owed = True
+                self._refusals += 1
                 continue
             self._waiting[job.id] = job
         if self._claimer is None or self._claimer.done():
@@ -91,11 +101,17 @@ class LocalExecutor:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while batch := self._next_batch():
+            while True:
+                owed = False
+                if batch := self._next_batch():
+                    ids = [job.id for job in batch]
+                    claim = self.runner.store.claim(ids, self.runner.worker_id)
+                elif self._owed and self.running < self.max_concurrency:
+                    claim, owed = self._claim_owed(), True
+                else:
+                    break
                 try:
-                    claimed = await self.runner.store.claim(
-                        [job.id for job in batch], self.runner.worker_id
-                    )
+                    claimed = await claim
                 except Exception:
                     # The ids stay pending in the database; the sweep rings for them again.
                     log.exception("claim failed; the sweep will ring for these jobs again")
@@ -103,6 +119,30 @@ class LocalExecutor:
                     continue
                 for job in claimed:
                     self._start(job)
+                if owed and not claimed:
+                    break  # what is due is of types without room: wait for one to finish
+
+    async def _claim_owed(self) -> list[ClaimedJob]:
+        """Due jobs from the table, type by type within each type's room and the overall room.
+        The debt is paid once every type had room and fewer due jobs than that."""
+        claimed: list[ClaimedJob] = []
+        refusals = self._refusals
+        room_left = min(self.max_concurrency - self.running, self.claim_batch)
+        maybe_more = False
+        for job_type in self._types():
+            room = min(room_left - len(claimed), self.max_per_type - self._running[job_type])
+            if room <= 0:
+                maybe_more = True  # not looked at this time
+                continue
+            jobs = await self.runner.store.claim_due([job_type], room, self.runner.worker_id)
+            claimed.extend(jobs)
+            maybe_more = maybe_more or len(jobs) == room
+        if not maybe_more and self._refusals == refusals:
+            self._owed = False
+        return claimed
+
+    def _types(self) -> list[str]:
+        return [job_type.name for job_type in self.runner.registry]
 
     def _next_batch(self) -> list[Dispatched]:
         """Take from the line what there is room to run, oldest first, within type limits."""
@@ -127,7 +167,7 @@ class LocalExecutor:
     def _finished(self, task: asyncio.Task[Any], job_type: str) -> None:
         self._tasks.discard(task)
         self._running[job_type] -= 1
-        if self._waiting:
+        if self._waiting or self._owed:
             self._wake.set()
 
     async def aclose(self) -> None:

@@ -87,6 +87,15 @@ class Store:
         rows = await self._all("claim", {"ids": ids, "worker_id": worker_id})
         return [ClaimedJob(**row) for row in rows]
 
+    async def claim_due(
+        self, job_types: list[str], max_jobs: int, worker_id: str
+    ) -> list[ClaimedJob]:
+        """Claim up to `max_jobs` due jobs of these types, oldest first, announced or not."""
+        rows = await self._all(
+            "claim_due", {"job_types": job_types, "max_jobs": max_jobs, "worker_id": worker_id}
+        )
+        return [ClaimedJob(**row) for row in rows]
+
     async def heartbeat(
         self, job: ClaimedJob, progress: int | None = None, message: str | None = None
     ) -> Heartbeat | None:

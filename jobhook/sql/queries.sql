@@ -6,6 +6,11 @@ select id, user_id, job_type, payload, attempt, max_attempts, lease_expires_at,
        started_at - greatest(created_at, run_at) as start_latency
   from jobhook.claim(%(ids)s::uuid[], %(worker_id)s);
 
+-- name: claim_due
+select id, user_id, job_type, payload, attempt, max_attempts, lease_expires_at,
+       started_at - greatest(created_at, run_at) as start_latency
+  from jobhook.claim_due(%(job_types)s::text[], %(max_jobs)s, %(worker_id)s);
+
 -- name: heartbeat
 select cancel_requested, lease_expires_at
   from jobhook.heartbeat(%(id)s, %(attempt)s, %(progress)s, %(message)s);

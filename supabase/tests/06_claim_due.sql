@@ -1,0 +1,60 @@
+-- claim_due: a runner taking back, once it has room, the due jobs it turned away.
+begin;
+\ir helpers/setup.psql
+select plan(7);
+
+select tests.authenticate_as('alice@example.com');
+insert into public.jobs (job_type, idempotency_key) values
+  ('sample_task', 'first'), ('sample_task', 'second'), ('sample_task', 'third'),
+  ('one_shot', 'other type'), ('sample_task', 'cancelled');
+insert into public.jobs (job_type, idempotency_key, run_at)
+values ('sample_task', 'not due', now() + interval '1 hour');
+update public.jobs set cancel_requested_at = now() where idempotency_key = 'cancelled';
+select tests.clear_authentication();
+
+-- Inserted in one transaction they share run_at; spread them so "oldest first" means something.
+update public.jobs set run_at = now() - interval '3 minutes' where idempotency_key = 'first';
+update public.jobs set run_at = now() - interval '2 minutes' where idempotency_key = 'second';
+update public.jobs set run_at = now() - interval '1 minute' where idempotency_key = 'third';
+
+select tests.authenticate_as_service_role();
+select results_eq(
+  $$select idempotency_key, status::text, attempt, worker_id
+      from jobhook.claim_due(array['sample_task'], 2, 'worker-1')
+     order by run_at$$,
+  $$values ('first', 'processing', 1, 'worker-1'), ('second', 'processing', 1, 'worker-1')$$,
+  'claim_due takes the oldest due jobs of the type, no more than asked, as claim does'
+);
+select results_eq(
+  $$select idempotency_key from jobhook.claim_due(array['sample_task'], 10, 'worker-1')$$,
+  $$values ('third')$$,
+  'then the rest: never a job already processing, one not yet due, or one cancelled'
+);
+select is_empty(
+  $$select * from jobhook.claim_due(array['sample_task'], 10, 'worker-1')$$,
+  'nothing is left to take'
+);
+select results_eq(
+  $$select idempotency_key from jobhook.claim_due(array['one_shot', 'retired_task'], 10, 'w')$$,
+  $$values ('other type')$$,
+  'only the types asked for'
+);
+select throws_ok(
+  $$select * from jobhook.claim_due(array['sample_task'], 0, 'worker-1')$$,
+  '22023',
+  'max_jobs must be at least 1, got 0',
+  'a limit below 1 is refused, naming the value'
+);
+select tests.clear_authentication();
+
+select ok(
+  has_function_privilege('service_role', 'jobhook.claim_due(text[], integer, text)', 'execute'),
+  'service_role may call claim_due'
+);
+select ok(
+  not has_function_privilege('authenticated', 'jobhook.claim_due(text[], integer, text)', 'execute'),
+  'authenticated may not'
+);
+
+select * from finish();
+rollback;
