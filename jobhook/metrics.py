@@ -36,7 +36,7 @@ webhook_deliveries = Counter(
 )
 jobs_deferred = Counter(
     "jobhook_jobs_deferred",
-    "Dispatched jobs not started because the executor was full (the sweep re-dispatches them)",
+    "Dispatched jobs turned away by a full executor line (claimed back once there is room)",
     ["job_type"],
 )
 http_requests = Counter(
