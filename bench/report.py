@@ -60,6 +60,16 @@ def render(result: dict[str, Any], console: Console) -> None:
             peer and peer["wal_bytes_per_job"],
             ratio.get("wal_bytes_per_job"),
         ),
+        *(
+            (
+                f"CPU per job, {run_name.replace('_', ' ')} (ms)",
+                cpu_cell(result.get("cpu_ms_per_job"), run_name),
+                peer and cpu_cell(peer.get("cpu_ms_per_job"), run_name),
+                ratio.get(f"cpu_per_job_{run_name}"),
+            )
+            for run_name in ("bulk", "row_by_row")
+            if result.get("cpu_ms_per_job")
+        ),
         ("webhook requests, bulk", result["webhook_requests"], None, None),
         ("webhook requests, row by row", result["webhook_requests_row_by_row"], None, None),
     ]
@@ -77,5 +87,16 @@ def render(result: dict[str, Any], console: Console) -> None:
         )
     console.print(
         f"latency over {result['latency_jobs']} single inserts; ratios are jobhook / peer "
-        "(above 1 is better for throughput, below 1 is better for latency and WAL)"
+        "(above 1 is better for throughput, below 1 is better for latency, WAL and CPU); "
+        "CPU per job is the total (producer/consumer/database)"
+    )
+
+
+def cpu_cell(cpu_ms_per_job: dict[str, dict[str, float]] | None, run_name: str) -> str | None:
+    if not cpu_ms_per_job:
+        return None
+    sides = cpu_ms_per_job[run_name]
+    return (
+        f"{sides['total']:.3f} "
+        f"({sides['producer']:.3f}/{sides['consumer']:.3f}/{sides['database']:.3f})"
     )

@@ -20,10 +20,11 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
+import os
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from bench import workers
+from bench import cpu, workers
 from jobhook import database, vault
 from jobhook.cluster import Cluster, free_port
 from jobhook.config import DEMO_USER_ID
@@ -51,8 +52,45 @@ class Figures:
     # How fast the producer alone got its row-by-row inserts in: the ceiling of the run above.
     row_by_row_insert_jobs_per_s: float
     wal_bytes_per_job: float
+    # Milliseconds of CPU per job in each throughput run, by side (see bench/cpu.py).
+    cpu_ms_per_job: dict[str, dict[str, float]] | None = None
     webhook_requests: int | None = None
     webhook_requests_row_by_row: int | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """One throughput run, from the first insert to the last completion."""
+
+    jobs_per_s: float
+    inserted_per_s: float  # the producer alone
+    wal_bytes: int
+    cpu_ms_per_job: dict[str, float] | None
+    webhook_requests: int | None = None
+
+
+async def measure(
+    url: str,
+    jobs: int,
+    insert: Callable[[], Awaitable[None]],
+    finished: str,
+    sides: cpu.Sides | None,
+) -> tuple[float, int, dict[str, float] | None]:
+    """Insert, wait until `finished` counts every job; the producer's rate, WAL and CPU."""
+    lsn = await wal_lsn(url)
+    before = sides.sample() if sides else None
+    inserting = time.perf_counter()
+    await insert()
+    inserted_per_s = jobs / (time.perf_counter() - inserting)
+    await wait_until(finished, url, jobs, within=600)
+    spent = cpu.per_job(before, sides.sample(), jobs) if sides and before else None
+    return inserted_per_s, await wal_bytes(url, lsn), spent
+
+
+def sides_of(consumer: Consumer, postmaster: int | None) -> cpu.Sides | None:
+    if postmaster is None or not cpu.available():
+        return None
+    return cpu.Sides(producer=os.getpid(), consumer=consumer.pid, postmaster=postmaster)
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -66,9 +104,15 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True)
+class Consumer:
+    started: Any  # a queue of (job id, start time)
+    pid: int
+
+
 @contextlib.contextmanager
-def child(target: Callable[..., None], *args: Any) -> Any:
-    """Start a consumer process; yield its queue of (job id, start time); stop it after."""
+def child(target: Callable[..., None], *args: Any) -> Iterator[Consumer]:
+    """Start a consumer process; stop it after."""
     context = multiprocessing.get_context("spawn")
     started = context.Queue()
     stop = context.Event()
@@ -77,7 +121,8 @@ def child(target: Callable[..., None], *args: Any) -> Any:
     try:
         kind, _ = started.get(timeout=120)
         assert kind == "ready", kind
-        yield started
+        assert process.pid is not None
+        yield Consumer(started, process.pid)
     finally:
         stop.set()
         process.join(30)
@@ -171,7 +216,9 @@ INSERT_ONE = as_user(
 )
 
 
-async def jobhook_figures(url: str, jobs: int, latency_jobs: int, rate: float) -> Figures:
+async def jobhook_figures(
+    url: str, jobs: int, latency_jobs: int, rate: float, postmaster: int | None = None
+) -> Figures:
     port = free_port()
     with psycopg.connect(url, autocommit=True) as conn:
         vault.write(conn, vault.WEBHOOK_URL, f"http://127.0.0.1:{port}/webhooks/jobs")
@@ -188,45 +235,28 @@ async def jobhook_figures(url: str, jobs: int, latency_jobs: int, rate: float) -
             row = await cursor.fetchone()
             return str(row[0]) if row else "", at
 
-        with child(workers.run_jobhook, url, port, True) as started:
-            await warm_up(insert_one, started)
+        with child(workers.run_jobhook, url, port, True) as consumer:
+            await warm_up(insert_one, consumer.started)
             commits = await paced(latency_jobs, rate, insert_one)
-            starts = await asyncio.to_thread(collect_starts, started, set(commits), 60)
+            starts = await asyncio.to_thread(collect_starts, consumer.started, set(commits), 60)
         latencies = [(starts[job] - commits[job]) * 1000 for job in commits]
 
-        with child(workers.run_jobhook, url, port, False):
-            bulk, requests, wal, _ = await _jobhook_bulk(url, producer, jobs)
-            rows, requests_rows, _, rows_inserted = await _jobhook_row_by_row(url, producer, jobs)
+        with child(workers.run_jobhook, url, port, False) as consumer:
+            sides = sides_of(consumer, postmaster)
+            bulk = await _jobhook_bulk(url, producer, jobs, sides)
+            rows = await _jobhook_row_by_row(url, producer, jobs, sides)
 
-    return Figures(
-        name="jobhook",
-        version=version("jobhook"),
-        latency_ms=percentiles(latencies),
-        throughput_jobs_per_s=round(bulk, 1),
-        throughput_row_by_row_jobs_per_s=round(rows, 1),
-        row_by_row_insert_jobs_per_s=round(rows_inserted, 1),
-        wal_bytes_per_job=round(wal / jobs, 1),
-        webhook_requests=requests,
-        webhook_requests_row_by_row=requests_rows,
-    )
+    return figures("jobhook", latencies, bulk, rows, jobs)
 
 
 async def _jobhook_run(
-    url: str,
-    producer: psycopg.AsyncConnection[Any],
-    jobs: int,
-    insert: Callable[[], Awaitable[None]],
-) -> tuple[float, int, int, float]:
+    url: str, jobs: int, insert: Callable[[], Awaitable[None]], sides: cpu.Sides | None
+) -> Run:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
         await admin.execute("delete from public.jobs where job_type = %s", (workers.NOOP,))
         await admin.execute("truncate net._http_response")
-    lsn = await wal_lsn(url)
-    inserting = time.perf_counter()
-    await insert()
-    insert_rate = jobs / (time.perf_counter() - inserting)
     done = "select count(*) from public.jobs where job_type = 'bench_noop' and status = 'completed'"
-    await wait_until(done, url, jobs, within=600)
-    wal = await wal_bytes(url, lsn)
+    inserted_per_s, wal, spent = await measure(url, jobs, insert, done, sides)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
         row = await (
             await admin.execute(
@@ -236,15 +266,15 @@ async def _jobhook_run(
             )
         ).fetchone()
         elapsed = float(row[0]) if row and row[0] else float("nan")
-        # The delivery worker records a response per request, after the reply: give it a moment.
+        # The delivery worker records responses after the replies: give it a moment.
         await asyncio.sleep(0.5)
         requests = await (await admin.execute("select count(*) from net._http_response")).fetchone()
-    return jobs / elapsed, int(requests[0]) if requests else 0, wal, insert_rate
+    return Run(jobs / elapsed, inserted_per_s, wal, spent, int(requests[0]) if requests else 0)
 
 
 async def _jobhook_bulk(
-    url: str, producer: psycopg.AsyncConnection[Any], jobs: int
-) -> tuple[float, int, int, float]:
+    url: str, producer: psycopg.AsyncConnection[Any], jobs: int, sides: cpu.Sides | None
+) -> Run:
     statement = as_user(
         sql.SQL(
             "insert into public.jobs (job_type, payload)"
@@ -255,18 +285,37 @@ async def _jobhook_bulk(
     async def insert() -> None:
         await producer.execute(statement)
 
-    return await _jobhook_run(url, producer, jobs, insert)
+    return await _jobhook_run(url, jobs, insert, sides)
 
 
 async def _jobhook_row_by_row(
-    url: str, producer: psycopg.AsyncConnection[Any], jobs: int
-) -> tuple[float, int, int, float]:
+    url: str, producer: psycopg.AsyncConnection[Any], jobs: int, sides: cpu.Sides | None
+) -> Run:
     async def insert() -> None:
         # One transaction per job, as PostgREST makes one of each request.
         for _ in range(jobs):
             await producer.execute(INSERT_ONE)
 
-    return await _jobhook_run(url, producer, jobs, insert)
+    return await _jobhook_run(url, jobs, insert, sides)
+
+
+def figures(name: str, latencies: list[float], bulk: Run, rows: Run, jobs: int) -> Figures:
+    return Figures(
+        name=name,
+        version=version(name),
+        latency_ms=percentiles(latencies),
+        throughput_jobs_per_s=round(bulk.jobs_per_s, 1),
+        throughput_row_by_row_jobs_per_s=round(rows.jobs_per_s, 1),
+        row_by_row_insert_jobs_per_s=round(rows.inserted_per_s, 1),
+        wal_bytes_per_job=round(bulk.wal_bytes / jobs, 1),
+        cpu_ms_per_job=(
+            {"bulk": bulk.cpu_ms_per_job, "row_by_row": rows.cpu_ms_per_job}
+            if bulk.cpu_ms_per_job and rows.cpu_ms_per_job
+            else None
+        ),
+        webhook_requests=bulk.webhook_requests,
+        webhook_requests_row_by_row=rows.webhook_requests,
+    )
 
 
 async def sweep_figures(url: str, finished_rows: int, live_rows: int = 1000) -> dict[str, float]:
@@ -305,7 +354,9 @@ async def sweep_figures(url: str, finished_rows: int, live_rows: int = 1000) -> 
 # -- pgqueuer -------------------------------------------------------------------------------------
 
 
-async def pgqueuer_figures(url: str, jobs: int, latency_jobs: int, rate: float) -> Figures:
+async def pgqueuer_figures(
+    url: str, jobs: int, latency_jobs: int, rate: float, postmaster: int | None = None
+) -> Figures:
     import asyncpg
     from pgqueuer.queries import Queries
 
@@ -320,10 +371,10 @@ async def pgqueuer_figures(url: str, jobs: int, latency_jobs: int, rate: float) 
         return str(job_id), time.time()
 
     try:
-        with child(workers.run_pgqueuer, url, True, batch_size) as started:
-            await warm_up(enqueue_one, started)
+        with child(workers.run_pgqueuer, url, True, batch_size) as consumer:
+            await warm_up(enqueue_one, consumer.started)
             commits = await paced(latency_jobs, rate, enqueue_one)
-            starts = await asyncio.to_thread(collect_starts, started, set(commits), 60)
+            starts = await asyncio.to_thread(collect_starts, consumer.started, set(commits), 60)
         latencies = [(starts[job] - commits[job]) * 1000 for job in commits]
 
         async def bulk() -> None:
@@ -333,39 +384,30 @@ async def pgqueuer_figures(url: str, jobs: int, latency_jobs: int, rate: float) 
             for _ in range(jobs):
                 await queries.enqueue(workers.NOOP, None)
 
-        with child(workers.run_pgqueuer, url, False, batch_size):
-            bulk_rate, wal, _ = await _pgqueuer_run(url, connection, jobs, bulk)
-            rows_rate, _, rows_inserted = await _pgqueuer_run(url, connection, jobs, row_by_row)
+        with child(workers.run_pgqueuer, url, False, batch_size) as consumer:
+            sides = sides_of(consumer, postmaster)
+            bulk_run = await _pgqueuer_run(url, connection, jobs, bulk, sides)
+            rows_run = await _pgqueuer_run(url, connection, jobs, row_by_row, sides)
     finally:
         await connection.close()
-    return Figures(
-        name="pgqueuer",
-        version=version("pgqueuer"),
-        latency_ms=percentiles(latencies),
-        throughput_jobs_per_s=round(bulk_rate, 1),
-        throughput_row_by_row_jobs_per_s=round(rows_rate, 1),
-        row_by_row_insert_jobs_per_s=round(rows_inserted, 1),
-        wal_bytes_per_job=round(wal / jobs, 1),
-    )
+    return figures("pgqueuer", latencies, bulk_run, rows_run, jobs)
 
 
 async def _pgqueuer_run(
-    url: str, connection: Any, jobs: int, enqueue: Callable[[], Awaitable[None]]
-) -> tuple[float, int, float]:
+    url: str,
+    connection: Any,
+    jobs: int,
+    enqueue: Callable[[], Awaitable[None]],
+    sides: cpu.Sides | None,
+) -> Run:
     await connection.execute("truncate pgqueuer_log")
-    lsn = await wal_lsn(url)
-    inserting = time.perf_counter()
-    await enqueue()
-    insert_rate = jobs / (time.perf_counter() - inserting)
-    await wait_until(
-        "select count(*) from pgqueuer_log where status = 'successful'", url, jobs, within=600
-    )
-    wal = await wal_bytes(url, lsn)
+    done = "select count(*) from pgqueuer_log where status = 'successful'"
+    inserted_per_s, wal, spent = await measure(url, jobs, enqueue, done, sides)
     elapsed = await connection.fetchval(
         "select extract(epoch from max(created) filter (where status = 'successful')"
         " - min(created) filter (where status = 'queued')) from pgqueuer_log"
     )
-    return jobs / float(elapsed), wal, insert_rate
+    return Run(jobs / float(elapsed), inserted_per_s, wal, spent)
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -388,10 +430,13 @@ async def run(
     jobs: int, latency_jobs: int, rate: float, peer: bool = True, sweep_rows: int = 300_000
 ) -> dict[str, Any]:
     async with bench_cluster() as cluster:
-        ours = await jobhook_figures(cluster.url, jobs, latency_jobs, rate)
+        postmaster = cluster.postmaster_pid()
+        ours = await jobhook_figures(cluster.url, jobs, latency_jobs, rate, postmaster)
         sweep = await sweep_figures(cluster.url, sweep_rows) if sweep_rows else None
         theirs = (
-            await pgqueuer_figures(cluster.database_url(PGQUEUER_DB), jobs, latency_jobs, rate)
+            await pgqueuer_figures(
+                cluster.database_url(PGQUEUER_DB), jobs, latency_jobs, rate, postmaster
+            )
             if peer
             else None
         )
@@ -405,6 +450,7 @@ async def run(
         "webhook_requests": ours.webhook_requests,
         "webhook_requests_row_by_row": ours.webhook_requests_row_by_row,
         "wal_bytes_per_job": ours.wal_bytes_per_job,
+        "cpu_ms_per_job": ours.cpu_ms_per_job,
         "sweep": sweep,
         "peer": None,
         "ratio": None,
@@ -422,4 +468,11 @@ async def run(
             "latency_p50": round(ours.latency_ms["p50"] / theirs.latency_ms["p50"], 2),
             "wal_bytes_per_job": round(ours.wal_bytes_per_job / theirs.wal_bytes_per_job, 2),
         }
+        if ours.cpu_ms_per_job and theirs.cpu_ms_per_job:
+            for run_name in ("bulk", "row_by_row"):
+                result["ratio"][f"cpu_per_job_{run_name}"] = round(
+                    ours.cpu_ms_per_job[run_name]["total"]
+                    / theirs.cpu_ms_per_job[run_name]["total"],
+                    2,
+                )
     return result

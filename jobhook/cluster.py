@@ -136,13 +136,13 @@ class Cluster:
     def running(self) -> bool:
         # A postmaster killed with -9 stays a zombie until its parent reaps it, and pg_ctl
         # counts a zombie as running; look at the process itself first.
-        pid = self._postmaster_pid()
+        pid = self.postmaster_pid()
         if pid is None or not _alive(pid):
             return False
         result = self._server_tool(["pg_ctl", "status", "-D", str(self.data_dir)], check=False)
         return result.returncode == 0
 
-    def _postmaster_pid(self) -> int | None:
+    def postmaster_pid(self) -> int | None:
         try:
             return int((self.data_dir / "postmaster.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
@@ -202,7 +202,7 @@ class Cluster:
         self._hand_to_server_user(self.log_file)
         # The lock file of a crashed server names a process that is gone (or a zombie, which
         # the postmaster would take for alive); it is stale, so it goes.
-        if self._postmaster_pid() is not None:
+        if self.postmaster_pid() is not None:
             (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
         # Backends of a crashed server notice its death within a moment; until they have, the
         # new server refuses their shared memory. Give them that moment.

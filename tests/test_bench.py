@@ -28,4 +28,10 @@ def test_bench_json_has_every_promised_figure() -> None:
     peer = figures["peer"]
     assert peer["name"] == "pgqueuer"
     assert set(peer) >= {"version", "latency_ms", "throughput_jobs_per_s", "wal_bytes_per_job"}
-    assert set(figures["ratio"]) >= {"throughput", "latency_p50"}
+    assert set(figures["ratio"]) >= {"throughput", "latency_p50", "cpu_per_job_row_by_row"}
+    for cpu in (figures["cpu_ms_per_job"], peer["cpu_ms_per_job"]):
+        for sides in (cpu["bulk"], cpu["row_by_row"]):
+            assert min(sides["producer"], sides["consumer"], sides["database"]) >= 0
+            assert sides["consumer"] + sides["database"] > 0
+            total = sides["producer"] + sides["consumer"] + sides["database"]
+            assert sides["total"] == pytest.approx(total, abs=0.002)
