@@ -236,7 +236,12 @@ class DeliveryWorker:
         while True:
             batch = [await self._responses.get()]
             if (wait := last_write + self.record_interval - loop.time()) > 0:
-                await asyncio.sleep(wait)
+                try:
+                    await asyncio.sleep(wait)
+                except asyncio.CancelledError:
+                    # Stopped or reconnecting: the queue outlives this task, so does the reply.
+                    self._responses.put_nowait(batch[0])
+                    raise
             last_write = loop.time()
             while not self._responses.empty():
                 batch.append(self._responses.get_nowait())

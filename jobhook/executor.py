@@ -73,8 +73,10 @@ class LocalExecutor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._claimer: asyncio.Task[None] | None = None
-        self._owed = False  # doorbells were turned away: due jobs wait in the table
-        self._refusals = 0
+        # Job types whose doorbells were turned away (their due jobs wait in the table), in the
+        # order they are next served, and how many were turned away per type.
+        self._owed: dict[str, None] = {}
+        self._refusals: Counter[str] = Counter()
 
     @property
     def running(self) -> int:
@@ -88,8 +90,8 @@ class LocalExecutor:
             if len(self._waiting) >= self.max_waiting:
                 refused.append(job)
                 metrics.jobs_deferred.labels(job.job_type).inc()
-                self._owed = True
-                self._refusals += 1
+                self._owed.setdefault(job.job_type)
+                self._refusals[job.job_type] += 1
                 continue
             self._waiting[job.id] = job
         if self._claimer is None or self._claimer.done():
@@ -102,47 +104,40 @@ class LocalExecutor:
             await self._wake.wait()
             self._wake.clear()
             while True:
-                owed = False
-                if batch := self._next_batch():
-                    ids = [job.id for job in batch]
-                    claim = self.runner.store.claim(ids, self.runner.worker_id)
-                elif self._owed and self.running < self.max_concurrency:
-                    claim, owed = self._claim_owed(), True
-                else:
-                    break
                 try:
-                    claimed = await claim
+                    if batch := self._next_batch():
+                        ids = [job.id for job in batch]
+                        for job in await self.runner.store.claim(ids, self.runner.worker_id):
+                            self._start(job)
+                    elif not (self._owed and await self._claim_owed()):
+                        break  # nothing waits, or what is owed has no room: wait for a wake
                 except Exception:
                     # The ids stay pending in the database; the sweep rings for them again.
                     log.exception("claim failed; the sweep will ring for these jobs again")
                     await asyncio.sleep(0.5)
-                    continue
-                for job in claimed:
-                    self._start(job)
-                if owed and not claimed:
-                    break  # what is due is of types without room: wait for one to finish
 
-    async def _claim_owed(self) -> list[ClaimedJob]:
-        """Due jobs from the table, type by type within each type's room and the overall room.
-        The debt is paid once every type had room and fewer due jobs than that."""
-        claimed: list[ClaimedJob] = []
-        refusals = self._refusals
-        room_left = min(self.max_concurrency - self.running, self.claim_batch)
-        maybe_more = False
-        for job_type in self._types():
-            room = min(room_left - len(claimed), self.max_per_type - self._running[job_type])
+    async def _claim_owed(self) -> int:
+        """Start due jobs of the owed types from the table, each within its type's room and
+        all within the overall room; a type is paid up when fewer are due than it had room
+        for. Types take turns, so one type's backlog cannot keep the others waiting."""
+        started = 0
+        for job_type in list(self._owed):
+            room = min(
+                self.max_concurrency - self.running,
+                self.claim_batch - started,
+                self.max_per_type - self._running[job_type],
+            )
             if room <= 0:
-                maybe_more = True  # not looked at this time
                 continue
+            refusals = self._refusals[job_type]
             jobs = await self.runner.store.claim_due([job_type], room, self.runner.worker_id)
-            claimed.extend(jobs)
-            maybe_more = maybe_more or len(jobs) == room
-        if not maybe_more and self._refusals == refusals:
-            self._owed = False
-        return claimed
-
-    def _types(self) -> list[str]:
-        return [job_type.name for job_type in self.runner.registry]
+            for job in jobs:
+                self._start(job)
+            started += len(jobs)
+            del self._owed[job_type]
+            if len(jobs) == room or self._refusals[job_type] != refusals:
+                self._owed[job_type] = None  # maybe more: back of the turn order
+        return started
 
     def _next_batch(self) -> list[Dispatched]:
         """Take from the line what there is room to run, oldest first, within type limits."""

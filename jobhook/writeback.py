@@ -58,12 +58,12 @@ class Completions:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if not self._queue:
+                continue
             if (wait := last_flush + self.interval - loop.time()) > 0:
                 await asyncio.sleep(wait)
             last_flush = loop.time()
-            while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                await self._flush(batch)
+            await self._drain()
 
     async def _flush(self, batch: list[_Outcome]) -> None:
         outcomes = [
@@ -83,7 +83,8 @@ class Completions:
                 for item in batch:
                     await self._flush([item])
                 return
-            batch[0].done.set_exception(exc)
+            if not batch[0].done.done():
+                batch[0].done.set_exception(exc)
             return
         except Exception as exc:
             for item in batch:
@@ -95,7 +96,16 @@ class Completions:
                 item.done.set_result(item.job.id in completed)
 
     async def aclose(self) -> None:
+        """Stop flushing; what was still waiting for company is written now: those handlers
+        finished, and their jobs must not run again."""
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._drain(), timeout=5)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            await self._flush(batch)

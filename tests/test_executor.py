@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import psycopg
 import pytest
@@ -26,43 +27,55 @@ async def test_jobs_turned_away_by_a_full_line_are_claimed_back_when_there_is_ro
     committed: Stack,
 ) -> None:
     registry = Registry()
-    running = 0
-    most_at_once = 0
+    running: Counter[str] = Counter()
+    most_at_once: Counter[str] = Counter()
 
-    @registry.job("burst_task", params=NoParams)
-    async def burst_task(params: NoParams, ctx: JobContext) -> None:
-        nonlocal running, most_at_once
-        running += 1
-        most_at_once = max(most_at_once, running)
+    async def record(kind: str) -> None:
+        running[kind] += 1
+        running["all"] += 1
+        for key in (kind, "all"):
+            most_at_once[key] = max(most_at_once[key], running[key])
         await asyncio.sleep(0.02)
-        running -= 1
+        running[kind] -= 1
+        running["all"] -= 1
+
+    @registry.job("burst_a", params=NoParams)
+    async def burst_a(params: NoParams, ctx: JobContext) -> None:
+        await record("burst_a")
+
+    @registry.job("burst_b", params=NoParams)
+    async def burst_b(params: NoParams, ctx: JobContext) -> None:
+        await record("burst_b")
 
     with psycopg.connect(committed.url, autocommit=True) as conn:
         registry.sync(conn)
         # No delivery worker and no sweep run here: only the executor can start these jobs.
-        ids = [
-            row[0]
+        jobs = [
+            Dispatched(row[0], row[1])
             for row in conn.execute(
                 "insert into public.jobs (user_id, job_type)"
-                " select %s, 'burst_task' from generate_series(1, 20) returning id",
+                " select %s, t from generate_series(1, 12), unnest(array['burst_a', 'burst_b']) t"
+                " returning id, job_type",
                 (DEMO_USER,),
             )
         ]
 
     async with Store.open(committed.url) as store:
         executor = LocalExecutor(
-            Runner(store, registry, "test-worker"), max_concurrency=3, max_per_type=3, max_waiting=4
+            Runner(store, registry, "test-worker"), max_concurrency=3, max_per_type=2, max_waiting=4
         )
         try:
-            refused = await executor.submit([Dispatched(i, "burst_task") for i in ids])
-            assert len(refused) == 16
-            for job_id in ids:
-                row = await wait_for_job(committed.url, job_id, finished, within=20)
+            refused = await executor.submit(jobs)
+            assert {job.job_type for job in refused} == {"burst_a", "burst_b"}
+            assert len(refused) == 20
+            for job in jobs:
+                row = await wait_for_job(committed.url, job.id, finished, within=20)
                 assert row["status"] == "completed"
         finally:
             await executor.aclose()
 
-    assert most_at_once == 3
+    # Within the limits throughout: three at once in all, two of a type.
+    assert most_at_once == Counter({"all": 3, "burst_a": 2, "burst_b": 2})
     with psycopg.connect(committed.url) as conn:
         attempts = conn.execute("select distinct attempt from public.jobs").fetchall()
     assert attempts == [(1,)]

@@ -47,7 +47,7 @@ async def test_a_stream_of_completions_shares_statements_and_each_learns_its_fat
     async with store:
         claimed = await store.claim(ids, "test-worker")
         assert len(claimed) == 6
-        completions = Completions(store, interval=0.5)
+        completions = Completions(store, interval=1.0)
         try:
             # The first, after a quiet spell, goes out at once and alone.
             assert await completions.complete(claimed[0], {"n": 0}, None) is True
@@ -92,3 +92,24 @@ async def test_an_attempt_no_longer_ours_is_told_so_inside_a_shared_statement(
             await completions.aclose()
     assert list(results) == [True, False]
     assert store.statements == [2]
+
+
+async def test_completions_waiting_for_company_are_written_when_the_runner_stops(
+    committed: Stack,
+) -> None:
+    ids = pending_jobs(committed.url, 2)
+    store = CountingStore(new_pool(committed.url))
+    async with store:
+        first, second = await store.claim(ids, "test-worker")
+        completions = Completions(store, interval=60)
+        assert await completions.complete(first, None, None) is True
+        waiting = asyncio.create_task(completions.complete(second, {"last": True}, None))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # a minute from its company, as far as it knows
+        await completions.aclose()
+        assert await asyncio.wait_for(waiting, 5) is True
+    with psycopg.connect(committed.url) as conn:
+        row = conn.execute(
+            "select status::text, result from public.jobs where id = %s", (second.id,)
+        ).fetchone()
+    assert row == ("completed", {"last": True})

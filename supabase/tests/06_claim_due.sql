@@ -5,17 +5,18 @@ select plan(7);
 
 select tests.authenticate_as('alice@example.com');
 insert into public.jobs (job_type, idempotency_key) values
-  ('sample_task', 'first'), ('sample_task', 'second'), ('sample_task', 'third'),
+  ('sample_task', 'third'), ('sample_task', 'second'), ('sample_task', 'first'),
   ('one_shot', 'other type'), ('sample_task', 'cancelled');
 insert into public.jobs (job_type, idempotency_key, run_at)
 values ('sample_task', 'not due', now() + interval '1 hour');
 update public.jobs set cancel_requested_at = now() where idempotency_key = 'cancelled';
 select tests.clear_authentication();
 
--- Inserted in one transaction they share run_at; spread them so "oldest first" means something.
-update public.jobs set run_at = now() - interval '3 minutes' where idempotency_key = 'first';
-update public.jobs set run_at = now() - interval '2 minutes' where idempotency_key = 'second';
+-- Inserted in one transaction they share run_at; spread them against the order of insertion,
+-- so that only an ordered claim takes them oldest first.
 update public.jobs set run_at = now() - interval '1 minute' where idempotency_key = 'third';
+update public.jobs set run_at = now() - interval '2 minutes' where idempotency_key = 'second';
+update public.jobs set run_at = now() - interval '3 minutes' where idempotency_key = 'first';
 
 select tests.authenticate_as_service_role();
 select results_eq(
