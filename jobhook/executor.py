@@ -49,9 +49,10 @@ class LocalExecutor:
     crash) loses nothing: the sweep rings for those jobs again.
 
     When the line is full, doorbells are turned away and the executor owes itself that work:
-    once the line is empty and there is room, it claims due jobs of its types straight from the
-    table (`jobhook.claim_due`, oldest first) until none are left, so a burst larger than the
-    line runs at full speed instead of waiting for the sweep.
+    once the line is empty and there is room, it claims due jobs of the types it turned away
+    straight from the table (`jobhook.claim_due`, oldest first, the types taking turns) until
+    none are left, so a burst larger than the line runs at full speed instead of waiting for
+    the sweep.
     """
 
     def __init__(
