@@ -1,10 +1,11 @@
 """CPU time per job, by side: where a throughput run's work went.
 
 Jobs per second on a shared two-core machine swing with whatever else runs; the CPU a run spent
-per job swings less (a busy neighbour inflates it too), and says which side to make cheaper. Read from /proc (Linux): the
-producer is the benchmark's own process, the consumer the child process serving the system
-under test, the database every process of the cluster's postmaster, including those that end
-within the run (autovacuum workers, closed connections), whose time the postmaster collects.
+per job swings less (a busy neighbour inflates it too), and says which side to make cheaper.
+Read from /proc (Linux): the producer is the benchmark's own process, the consumer the child
+process serving the system under test, the database every process of the cluster's postmaster,
+including those that end within the run (autovacuum workers, closed connections), whose time
+the postmaster collects.
 """
 
 from __future__ import annotations
