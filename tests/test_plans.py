@@ -56,7 +56,8 @@ def scans_of_jobs(plan: dict[str, Any]) -> list[tuple[str, str | None]]:
     ]
 
 
-def test_every_statement_of_the_sweep_scans_a_partial_index(busy_table: Conn) -> None:
+def nested_plans(conn: Conn, statement: str) -> list[dict[str, Any]]:
+    """The plan of every statement `statement` runs, inside functions too (auto_explain)."""
     plans: list[dict[str, Any]] = []
 
     def collect(diag: psycopg.errors.Diagnostic) -> None:
@@ -64,22 +65,46 @@ def test_every_statement_of_the_sweep_scans_a_partial_index(busy_table: Conn) ->
         if message.startswith("duration:") and "{" in message:
             plans.append(json.loads(message[message.index("{") :])["Plan"])
 
-    busy_table.add_notice_handler(collect)
-    busy_table.execute("load 'auto_explain'")
+    conn.add_notice_handler(collect)
+    conn.execute("load 'auto_explain'")
     for setting, value in {
         "auto_explain.log_min_duration": "0",
         "auto_explain.log_nested_statements": "on",
         "auto_explain.log_format": "json",
         "client_min_messages": "log",
     }.items():
-        busy_table.execute("select set_config(%s, %s, true)", (setting, value))
-    busy_table.execute("select jobhook.sweep()")
+        conn.execute("select set_config(%s, %s, true)", (setting, value))
+    conn.execute(statement)
+    conn.execute("select set_config('client_min_messages', 'notice', true)")
+    conn.remove_notice_handler(collect)
+    return plans
 
+
+def test_every_statement_of_the_sweep_scans_a_partial_index(busy_table: Conn) -> None:
+    plans = nested_plans(busy_table, "select jobhook.sweep()")
     scans = [scan for plan in plans for scan in scans_of_jobs(plan)]
     assert scans, "auto_explain reported no plan touching public.jobs"
     assert not [s for s in scans if s[0] == "Seq Scan"], json.dumps(plans, indent=1)
     used = {index for _, index in scans if index}
     assert used >= PARTIAL_INDEXES, used
+
+
+def test_claim_due_walks_the_pending_index_not_the_history(busy_table: Conn) -> None:
+    # Make some of the pending jobs due, so the claim has rows to take.
+    busy_table.execute(
+        "update public.jobs set run_at = now() - interval '1 minute'"
+        " where status = 'pending' and (payload ->> 'n')::int <= 150"
+    )
+    busy_table.execute("analyze public.jobs")
+    plans = nested_plans(
+        busy_table, "select * from jobhook.claim_due(array['sample_task'], 20, 'plan-test')"
+    )
+    scans = [scan for plan in plans for scan in scans_of_jobs(plan)]
+    assert scans, "auto_explain reported no plan touching public.jobs"
+    assert not [s for s in scans if s[0] == "Seq Scan"], json.dumps(plans, indent=1)
+    used = {index for _, index in scans if index}
+    assert "jobs_pending_run_at_idx" in used, scans
+    assert used <= {"jobs_pending_run_at_idx", "jobs_pkey"}, scans
 
 
 def test_a_users_list_newest_first_uses_its_index(busy_table: Conn) -> None:
