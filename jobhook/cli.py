@@ -66,20 +66,22 @@ async def _client() -> AsyncIterator[JobsClient]:
         await pool.close()
 
 
-async def _until_signal(served: Awaitable[None]) -> None:
-    """Run until Ctrl-C or SIGTERM, then return so every `finally` can clean up."""
+async def _until_signal(main: Awaitable[T]) -> T | None:
+    """Run until Ctrl-C or SIGTERM, then return (None) so every `finally` can clean up."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    task = asyncio.ensure_future(served)
+    task = asyncio.ensure_future(main)
     waiter = asyncio.ensure_future(stop.wait())
     await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
-    if not task.done():
-        task.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    return None
 
 
 # -- the stack --------------------------------------------------------------------------------
@@ -159,7 +161,10 @@ def bench(
         err.print(f"[red]the benchmark runs from a checkout with the dev dependencies[/]: {exc}")
         raise typer.Exit(2) from None
     logs.configure(level="WARNING", json=False)
-    result = _run(run(jobs, latency_jobs, rate, peer, sweep_rows))
+    result = _run(_until_signal(run(jobs, latency_jobs, rate, peer, sweep_rows)))
+    if result is None:
+        err.print("interrupted; the benchmark's cluster is removed")
+        raise typer.Exit(130)
     if as_json:
         print(json.dumps(result))
     else:

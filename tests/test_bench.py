@@ -4,8 +4,12 @@ a test of the harness, not a measurement; speed is judged by `make bench`)."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +39,30 @@ def test_bench_json_has_every_promised_figure() -> None:
             assert sides["consumer"] + sides["database"] > 0
             total = sides["producer"] + sides["consumer"] + sides["database"]
             assert sides["total"] == pytest.approx(total, abs=0.002)
+
+
+def test_a_bench_stopped_with_sigterm_removes_its_cluster() -> None:
+    before = set(Path(tempfile.gettempdir()).glob("jobhook-bench-*"))
+    command = [sys.executable, "-m", "jobhook.cli", "bench", "--jobs", "200", "--no-peer"]
+    command += ["--latency-jobs", "500", "--rate", "20", "--sweep-rows", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # noqa: S603
+    try:
+        deadline = time.monotonic() + 60
+        made: set[Path] = set()
+        # The latency run alone takes 25 s: stop it once its cluster is up.
+        while not made and time.monotonic() < deadline:
+            made = {
+                path
+                for path in set(Path(tempfile.gettempdir()).glob("jobhook-bench-*")) - before
+                if (path / "pgdata" / "postmaster.pid").exists()
+            }
+            time.sleep(0.2)
+        assert made, "the benchmark never started its cluster"
+        time.sleep(3)  # well inside the run: consumer started, inserts going
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr.decode()[-2000:]
+    assert "interrupted" in stderr.decode()
+    assert not [path for path in made if path.exists()]
