@@ -158,7 +158,15 @@ async def test_postgres_restarted_mid_run_loses_nothing(chaos: Chaos) -> None:
         chaos.sql("update public.jobs set run_at = now() where status = 'pending'")
         return statuses(chaos) == {"completed": len(jobs)}
 
-    await eventually(all_final, within=60, what="every job completing after the restart")
+    try:
+        await eventually(all_final, within=60, what="every job completing after the restart")
+    except AssertionError as exc:
+        rows = chaos.sql(
+            "select status::text, attempt, dispatch_count, dispatched_at < now() - interval '5 s',"
+            " run_at <= now(), errors::text from public.jobs order by status"
+        )
+        app_log = (chaos.cluster.root / "app.log").read_text(errors="replace")[-4000:]
+        raise AssertionError(f"{exc}\njobs: {rows}\napp log:\n{app_log}") from None
     for job, attempt, runs in executions(chaos):
         assert runs == 1, f"attempt {attempt} of {job} ran {runs} times"
 
