@@ -20,7 +20,7 @@ import structlog
 from jobhook import metrics
 from jobhook.registry import Registry
 from jobhook.runner import Runner
-from jobhook.store import ClaimedJob
+from jobhook.store import ClaimedJob, is_transient
 
 log = structlog.get_logger("jobhook.executor")
 
@@ -105,16 +105,25 @@ class LocalExecutor:
             await self._wake.wait()
             self._wake.clear()
             while True:
+                batch = self._next_batch()
                 try:
-                    if batch := self._next_batch():
+                    if batch:
                         ids = [job.id for job in batch]
-                        for job in await self.runner.store.claim(ids, self.runner.worker_id):
-                            self._start(job)
+                        for claimed in await self.runner.store.claim(ids, self.runner.worker_id):
+                            self._start(claimed)
                     elif not (self._owed and await self._claim_owed()):
                         break  # nothing waits, or what is owed has no room: wait for a wake
-                except Exception:
-                    # The ids stay pending in the database; the sweep rings for them again.
-                    log.exception("claim failed; the sweep will ring for these jobs again")
+                except Exception as exc:
+                    if batch and is_transient(exc):
+                        # The connection went away (a restart, a failover): the ids go back in
+                        # the line and are claimed again. Should the lost claim have committed,
+                        # claiming again changes nothing; the lease rescues those jobs.
+                        for waiting in batch:
+                            self._waiting.setdefault(waiting.id, waiting)
+                        log.warning("claim failed, trying again", error=str(exc))
+                    else:
+                        # The ids stay pending in the database; the sweep rings for them again.
+                        log.exception("claim failed; the sweep will ring for these jobs again")
                     await asyncio.sleep(0.5)
 
     async def _claim_owed(self) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -13,7 +15,7 @@ from jobhook.context import JobContext
 from jobhook.executor import Dispatched, LocalExecutor
 from jobhook.registry import Registry
 from jobhook.runner import Runner
-from jobhook.store import Store
+from jobhook.store import ClaimedJob, Store, new_pool
 from tests.conftest import DEMO_USER, Stack, finished, wait_for_job
 
 pytestmark = pytest.mark.commits
@@ -79,3 +81,47 @@ async def test_jobs_turned_away_by_a_full_line_are_claimed_back_when_there_is_ro
     with psycopg.connect(committed.url) as conn:
         attempts = conn.execute("select distinct attempt from public.jobs").fetchall()
     assert attempts == [(1,)]
+
+
+class DroppingStore(Store):
+    """The real store, whose first claim fails as a claim does when the database restarts."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.dropped = 0
+
+    async def claim(self, ids: list[UUID], worker_id: str) -> list[ClaimedJob]:
+        if not self.dropped:
+            self.dropped += 1
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return await super().claim(ids, worker_id)
+
+
+async def test_a_claim_lost_with_its_connection_is_tried_again(committed: Stack) -> None:
+    registry = Registry()
+
+    @registry.job("steady_task", params=NoParams)
+    async def steady_task(params: NoParams, ctx: JobContext) -> None:
+        return None
+
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        registry.sync(conn)
+        row = conn.execute(
+            "insert into public.jobs (user_id, job_type) values (%s, 'steady_task') returning id",
+            (DEMO_USER,),
+        ).fetchone()
+    assert row is not None
+
+    store = DroppingStore(new_pool(committed.url))
+    async with store:
+        executor = LocalExecutor(
+            Runner(store, registry, "test-worker"), max_concurrency=3, max_per_type=3
+        )
+        try:
+            assert await executor.submit([Dispatched(row[0], "steady_task")]) == []
+            # No sweep runs here: only a second claim can start the job.
+            job = await wait_for_job(committed.url, row[0], finished, within=10)
+        finally:
+            await executor.aclose()
+    assert store.dropped == 1
+    assert (job["status"], job["attempt"]) == ("completed", 1)

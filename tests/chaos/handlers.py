@@ -26,6 +26,8 @@ async def recorder() -> AsyncConnectionPool[Any]:
                 min_size=1,
                 max_size=8,
                 kwargs={"autocommit": True},
+                # The restart case kills every connection: a dead one must not fail a record.
+                check=AsyncConnectionPool.check_connection,
                 open=False,
             )
             await pool.open()
