@@ -41,6 +41,11 @@ console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
+DbPortOption = Annotated[int, typer.Option(help="database port")]
+AppPortOption = Annotated[int, typer.Option(help="app port")]
+DataDirOption = Annotated[
+    Path | None, typer.Option(help="where the database lives (default: .jobhook/)")
+]
 UserOption = Annotated[
     str, typer.Option("--user", help="act as this user id (default: the demo user)")
 ]
@@ -89,11 +94,9 @@ async def _until_signal(main: Awaitable[T]) -> T | None:
 
 @app.command()
 def dev(
-    db_port: Annotated[int, typer.Option(help="database port")] = DB_PORT,
-    app_port: Annotated[int, typer.Option(help="app port")] = APP_PORT,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="where the database lives (default: .jobhook/)")
-    ] = None,
+    db_port: DbPortOption = DB_PORT,
+    app_port: AppPortOption = APP_PORT,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Run the dev stack (database, pg_net delivery worker, app, local executor) until Ctrl-C."""
     logs.configure(json=False)
@@ -114,11 +117,9 @@ def dev(
 
 @app.command()
 def demo(
-    db_port: Annotated[int, typer.Option(help="database port")] = DB_PORT,
-    app_port: Annotated[int, typer.Option(help="app port")] = APP_PORT,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="where the database lives (default: .jobhook/)")
-    ] = None,
+    db_port: DbPortOption = DB_PORT,
+    app_port: AppPortOption = APP_PORT,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Start the stack, run sample jobs end to end with live progress, print results, stop."""
     from jobhook.demo import run_demo
