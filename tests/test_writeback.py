@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -10,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from jobhook.store import Store, new_pool
+from jobhook.store import ClaimedJob, Store, new_pool
 from jobhook.writeback import Completions
 from tests.conftest import DEMO_USER, Stack
 
@@ -29,37 +32,49 @@ class CountingStore(Store):
         return await super().complete_many(outcomes)
 
 
-def pending_jobs(url: str, count: int) -> list[UUID]:
+@dataclass
+class Claimed:
+    store: CountingStore
+    jobs: list[ClaimedJob]
+    completions: Completions
+
+
+@contextlib.asynccontextmanager
+async def claimed(url: str, count: int, interval: float) -> AsyncIterator[Claimed]:
+    """`count` jobs inserted and claimed, and completions to write them back with."""
     with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute(
-            "insert into public.jobs (user_id, job_type)"
-            " select %s, 'sample_task' from generate_series(1, %s) returning id",
-            (DEMO_USER, count),
-        ).fetchall()
-    return [row[0] for row in rows]
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "insert into public.jobs (user_id, job_type)"
+                " select %s, 'sample_task' from generate_series(1, %s) returning id",
+                (DEMO_USER, count),
+            )
+        ]
+    store = CountingStore(new_pool(url))
+    async with store:
+        jobs = await store.claim(ids, "test-worker")
+        assert len(jobs) == count
+        completions = Completions(store, interval=interval)
+        try:
+            yield Claimed(store, jobs, completions)
+        finally:
+            await completions.aclose()
 
 
 async def test_a_stream_of_completions_shares_statements_and_each_learns_its_fate(
     committed: Stack,
 ) -> None:
-    ids = pending_jobs(committed.url, 6)
-    store = CountingStore(new_pool(committed.url))
-    async with store:
-        claimed = await store.claim(ids, "test-worker")
-        assert len(claimed) == 6
-        completions = Completions(store, interval=1.0)
-        try:
-            # The first, after a quiet spell, goes out at once and alone.
-            assert await completions.complete(claimed[0], {"n": 0}, None) is True
-            # The rest arrive one by one within the interval: they wait and share one statement.
-            waiting = []
-            for n, job in enumerate(claimed[1:], start=1):
-                waiting.append(asyncio.create_task(completions.complete(job, {"n": n}, "done")))
-                await asyncio.sleep(0.01)
-            assert await asyncio.gather(*waiting) == [True] * 5
-        finally:
-            await completions.aclose()
-    assert store.statements == [1, 5]
+    async with claimed(committed.url, 6, interval=1.0) as run:
+        # The first, after a quiet spell, goes out at once and alone.
+        assert await run.completions.complete(run.jobs[0], {"n": 0}, None) is True
+        # The rest arrive one by one within the interval: they wait and share one statement.
+        waiting = []
+        for n, job in enumerate(run.jobs[1:], start=1):
+            waiting.append(asyncio.create_task(run.completions.complete(job, {"n": n}, "done")))
+            await asyncio.sleep(0.01)
+        assert await asyncio.gather(*waiting) == [True] * 5
+    assert run.store.statements == [1, 5]
 
     with psycopg.connect(committed.url) as conn:
         rows: dict[UUID, Any] = dict(
@@ -67,46 +82,37 @@ async def test_a_stream_of_completions_shares_statements_and_each_learns_its_fat
                 "select id, result from public.jobs where status = 'completed' and progress = 100"
             ).fetchall()
         )
-    assert rows == {job.id: {"n": n} for n, job in enumerate(claimed)}
+    assert rows == {job.id: {"n": n} for n, job in enumerate(run.jobs)}
 
 
 async def test_an_attempt_no_longer_ours_is_told_so_inside_a_shared_statement(
     committed: Stack,
 ) -> None:
-    ids = pending_jobs(committed.url, 2)
-    store = CountingStore(new_pool(committed.url))
-    async with store:
-        ours, taken_over = await store.claim(ids, "test-worker")
+    async with claimed(committed.url, 2, interval=0.5) as run:
+        ours, taken_over = run.jobs
         with psycopg.connect(committed.url, autocommit=True) as conn:
             # The lease expired and the sweep moved the job on: this attempt may not complete it.
             conn.execute(
                 "update public.jobs set attempt = attempt + 1 where id = %s", (taken_over.id,)
             )
-        completions = Completions(store, interval=0.5)
-        try:
-            results = await asyncio.gather(
-                completions.complete(ours, None, None),
-                completions.complete(taken_over, None, None),
-            )
-        finally:
-            await completions.aclose()
+        results = await asyncio.gather(
+            run.completions.complete(ours, None, None),
+            run.completions.complete(taken_over, None, None),
+        )
     assert list(results) == [True, False]
-    assert store.statements == [2]
+    assert run.store.statements == [2]
 
 
 async def test_completions_waiting_for_company_are_written_when_the_runner_stops(
     committed: Stack,
 ) -> None:
-    ids = pending_jobs(committed.url, 2)
-    store = CountingStore(new_pool(committed.url))
-    async with store:
-        first, second = await store.claim(ids, "test-worker")
-        completions = Completions(store, interval=60)
-        assert await completions.complete(first, None, None) is True
-        waiting = asyncio.create_task(completions.complete(second, {"last": True}, None))
+    async with claimed(committed.url, 2, interval=60) as run:
+        first, second = run.jobs
+        assert await run.completions.complete(first, None, None) is True
+        waiting = asyncio.create_task(run.completions.complete(second, {"last": True}, None))
         await asyncio.sleep(0.05)
         assert not waiting.done()  # a minute from its company, as far as it knows
-        await completions.aclose()
+        await run.completions.aclose()
         assert await asyncio.wait_for(waiting, 5) is True
     with psycopg.connect(committed.url) as conn:
         row = conn.execute(
