@@ -1,9 +1,12 @@
-"""The lease keeper of one attempt: extends the lease, writes progress, watches for cancel.
+"""The lease keeper of one attempt: extends the lease, writes progress, watches for cancel and
+for the handler's timeout.
 
 It starts only when needed, at the first progress report or when a third of the lease has
-passed, so the many jobs that finish in milliseconds never pay for a task of their own. When the
-owner asks to cancel, or the attempt turns out to be someone else's now, it cancels the attempt's
-task; the runner then tells the two apart by `cancel_requested` and `lost`.
+passed, so the many jobs that finish in milliseconds never pay for a task of their own; one
+timer serves both that start and the timeout, so they do not pay for two timers either. When the
+owner asks to cancel, the attempt turns out to be someone else's now, or the handler runs past
+its timeout, it cancels the attempt's task; the runner then tells these apart by
+`cancel_requested`, `lost` and `timed_out`.
 """
 
 from __future__ import annotations
@@ -22,11 +25,18 @@ PROGRESS_INTERVAL_SECONDS = 0.05
 
 
 class Heartbeat:
-    def __init__(self, store: Store, ctx: JobContext, attempt_task: asyncio.Task[Any]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ctx: JobContext,
+        attempt_task: asyncio.Task[Any],
+        timeout_seconds: float,
+    ) -> None:
         self.store = store
         self.ctx = ctx
         self.attempt_task = attempt_task
         self.lost = False
+        self.timed_out = False
         # How many times this heartbeat cancelled the attempt (the runner undoes exactly those),
         # and whether it still may: not once the handler has returned.
         self.cancels_issued = 0
@@ -35,7 +45,13 @@ class Heartbeat:
         self.interval = max(1.0, lease.total_seconds() / 3)
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
-        self._timer = asyncio.get_running_loop().call_later(self.interval, self.start)
+        self._loop = asyncio.get_running_loop()
+        now = self._loop.time()
+        self._deadline = now + timeout_seconds
+        if now + self.interval < self._deadline:
+            self._timer = self._loop.call_at(now + self.interval, self._beat_is_due)
+        else:
+            self._timer = self._loop.call_at(self._deadline, self._time_is_up)
         ctx.on_progress = self.start
 
     def disarm(self) -> None:
@@ -45,6 +61,15 @@ class Heartbeat:
         if self._armed:
             self.cancels_issued += 1
             self.attempt_task.cancel()
+
+    def _beat_is_due(self) -> None:
+        self.start()
+        self._timer = self._loop.call_at(self._deadline, self._time_is_up)
+
+    def _time_is_up(self) -> None:
+        if self._armed:
+            self.timed_out = True
+            self._stop_the_attempt()
 
     def start(self) -> None:
         if self._task is None and not self._stopped:

@@ -96,28 +96,29 @@ class Runner:
         ctx = JobContext(job=job, log=job_log)
         attempt = asyncio.current_task()
         assert attempt is not None
-        heartbeat = Heartbeat(self.store, ctx, attempt)
+        heartbeat = Heartbeat(self.store, ctx, attempt, job_type.timeout_seconds)
         started = time.perf_counter()
         failure: tuple[str, bool, str] | None = None
         stopped = False  # the handler was stopped for its owner's cancel request, or a lost lease
         try:
             try:
-                async with asyncio.timeout(job_type.timeout_seconds):
-                    result = await self._call(job_type, params, ctx)
+                result = await self._call(job_type, params, ctx)
             finally:
                 # From here on the heartbeat must not cancel this task: what follows are the
-                # write-backs. Synchronous, so no cancel can slip in between.
+                # write-backs. Synchronous, so no cancel can slip in between. Its cancels are
+                # taken back, whether the handler raised them or swallowed them.
                 heartbeat.disarm()
-        except TimeoutError:
-            failure = (f"timed out after {job_type.timeout_seconds} s", True, "timeout")
+                for _ in range(heartbeat.cancels_issued):
+                    attempt.uncancel()
         except asyncio.CancelledError:
-            if heartbeat.cancels_issued == 0:
-                raise  # the runner itself is being shut down; the lease will expire
-            for _ in range(heartbeat.cancels_issued):
-                attempt.uncancel()
-            if attempt.cancelling():
-                raise  # a shutdown arrived as well: leave the rest to the lease
-            stopped = True
+            if heartbeat.cancels_issued == 0 or attempt.cancelling():
+                # The runner itself is being shut down, perhaps as well as the heartbeat's
+                # cancel: leave the rest to the lease.
+                raise
+            if heartbeat.timed_out and not heartbeat.lost and not ctx.cancelled:
+                failure = (f"timed out after {job_type.timeout_seconds} s", True, "timeout")
+            else:
+                stopped = True
         except JobCancelled:
             if not ctx.cancelled:
                 raise
@@ -197,6 +198,8 @@ class Runner:
 def storable(result: Any) -> tuple[Any, str | None]:
     """The result as JSON PostgreSQL will take, or why it cannot be: checked per job, so one
     bad result cannot fail the batch it would have been written with."""
+    if result is None:
+        return None, None  # most handlers return nothing
     try:
         payload = to_jsonable_python(result)
         text = json.dumps(payload, allow_nan=False)

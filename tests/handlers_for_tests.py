@@ -72,6 +72,12 @@ class Nothing(BaseModel):
     pass
 
 
+@registry.job(timeout_seconds=60, max_attempts=1)
+async def upstream_timeout(params: Nothing, ctx: JobContext) -> None:
+    """Fail with a TimeoutError of its own, long before its 60 s timeout."""
+    raise TimeoutError("the upstream API did not answer within 5 s")
+
+
 @registry.job(max_attempts=3)
 async def refuses(params: Nothing, ctx: JobContext) -> None:
     """Fail for good on the first attempt."""

@@ -105,6 +105,16 @@ async def test_a_handler_over_its_timeout_fails_saying_so(
     assert row["errors"][0]["kind"] == "timeout"
 
 
+async def test_a_handlers_own_timeout_error_is_reported_as_its_error_not_as_the_jobs_timeout(
+    committed: Stack, app_stack: Served
+) -> None:
+    job_id = insert_job(committed.url, "upstream_timeout")
+    row = await wait_for_job(committed.url, job_id, finished)
+    assert row["status"] == "failed"
+    assert row["error"] == "TimeoutError: the upstream API did not answer within 5 s"
+    assert row["errors"][0]["kind"] == "error"
+
+
 async def test_a_result_the_database_cannot_store_fails_only_its_own_job(
     committed: Stack, app_stack: Served
 ) -> None:

@@ -1,0 +1,78 @@
+"""One timer per attempt: it starts the heartbeat at a third of the lease, then ends the attempt
+at its timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from pydantic import BaseModel
+
+from jobhook.context import JobContext
+from jobhook.registry import Registry
+from jobhook.runner import Outcome, Runner
+from jobhook.store import ClaimedJob, Heartbeat, Store, new_pool
+from tests.conftest import DEMO_USER, Stack
+
+pytestmark = pytest.mark.commits
+
+
+class BeatCountingStore(Store):
+    """The real store, counting the heartbeats it writes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.beats = 0
+
+    async def heartbeat(
+        self, job: ClaimedJob, progress: int | None = None, message: str | None = None
+    ) -> Heartbeat | None:
+        self.beats += 1
+        return await super().heartbeat(job, progress, message)
+
+
+class Nothing(BaseModel):
+    pass
+
+
+async def test_a_handler_past_its_first_heartbeat_is_still_stopped_at_its_timeout(
+    committed: Stack,
+) -> None:
+    registry = Registry()
+    handler_started = asyncio.Event()
+
+    @registry.job("one_shot", timeout_seconds=2, max_attempts=1)
+    async def sleeps(params: Nothing, ctx: JobContext) -> None:
+        handler_started.set()
+        await asyncio.sleep(30)
+
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        row = conn.execute(
+            "insert into public.jobs (user_id, job_type) values (%s, 'one_shot') returning id",
+            (DEMO_USER,),
+        ).fetchone()
+    assert row is not None
+    store = BeatCountingStore(new_pool(committed.url))
+    async with store:
+        [job] = await store.claim([row[0]], "test-worker")
+        # A 3 s lease: the heartbeat is due after 1 s, the timeout after 2 s.
+        job = dataclasses.replace(job, lease_expires_at=datetime.now(UTC) + timedelta(seconds=3))
+        runner = Runner(store, registry, "test-worker")
+        try:
+            async with asyncio.timeout(20):
+                outcome = await runner.execute(job)
+        finally:
+            await runner.completions.aclose()
+
+    assert handler_started.is_set()
+    assert outcome is Outcome.FAILED
+    assert store.beats >= 1
+    with psycopg.connect(committed.url) as conn:
+        status, error = conn.execute(
+            "select status, error from public.jobs where id = %s", (job.id,)
+        ).fetchone() or (None, None)
+    assert (status, error) == ("failed", "timed out after 2 s")
