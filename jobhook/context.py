@@ -17,10 +17,12 @@ class JobCancelled(Exception):
     """Raised by `JobContext.raise_if_cancelled()` once the owner asked to cancel."""
 
 
+_log = structlog.get_logger("jobhook.runner")
+
+
 @dataclass
 class JobContext:
     job: ClaimedJob
-    log: structlog.stdlib.BoundLogger
     # Set by the runner's heartbeat when the owner sets cancel_requested_at.
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
     # Progress not yet written; the heartbeat writes the latest and drops the rest.
@@ -31,6 +33,17 @@ class JobContext:
     _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     # Called at each report, so the heartbeat starts as soon as there is progress to write.
     on_progress: Callable[[], None] | None = None
+    _log: structlog.typing.FilteringBoundLogger | None = None
+
+    @property
+    def log(self) -> structlog.typing.FilteringBoundLogger:
+        """A logger carrying job_id, job_type and attempt. Bound on first use: most attempts
+        never log a line of their own, and binding costs as much as the rest of a no-op job's
+        bookkeeping."""
+        if self._log is None:
+            job = self.job
+            self._log = _log.bind(job_id=str(job.id), job_type=job.job_type, attempt=job.attempt)
+        return self._log
 
     @property
     def job_id(self) -> UUID:

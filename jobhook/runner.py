@@ -68,16 +68,22 @@ class Runner:
         return list(await asyncio.gather(*(self.execute(job) for job in claimed)))
 
     async def execute(self, job: ClaimedJob) -> Outcome:
-        job_log = log.bind(job_id=str(job.id), job_type=job.job_type, attempt=job.attempt)
         per_type = metrics.for_job_type(job.job_type)
         per_type.started.inc()
         per_type.latency.observe(job.start_latency.total_seconds())
-        outcome = await self._execute(job, job_log)
+        ctx = JobContext(job=job)
+        outcome = await self._execute(job, ctx)
         metrics.finished(job.job_type, outcome.value).inc()
-        job_log.info("attempt finished", outcome=outcome.value)
+        log.info(
+            "attempt finished",
+            job_id=str(job.id),
+            job_type=job.job_type,
+            attempt=job.attempt,
+            outcome=outcome.value,
+        )
         return outcome
 
-    async def _execute(self, job: ClaimedJob, job_log: structlog.stdlib.BoundLogger) -> Outcome:
+    async def _execute(self, job: ClaimedJob, ctx: JobContext) -> Outcome:
         job_type = self.registry.get(job.job_type)
         if job_type is None:
             return await self._fail(
@@ -93,7 +99,6 @@ class Runner:
                 job, describe_invalid(exc), retryable=False, kind="invalid_parameters"
             )
 
-        ctx = JobContext(job=job, log=job_log)
         attempt = asyncio.current_task()
         assert attempt is not None
         heartbeat = Heartbeat(self.store, ctx, attempt, job_type.timeout_seconds)
@@ -127,7 +132,7 @@ class Runner:
             retryable = not isinstance(exc, JobError) or exc.retryable
             kind = exc.kind if isinstance(exc, JobError) else "error"
             message = str(exc) if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
-            job_log.warning("handler failed", error=message, retryable=retryable)
+            ctx.log.warning("handler failed", error=message, retryable=retryable)
             failure = (message, retryable, kind)
         finally:
             await heartbeat.stop()
@@ -143,7 +148,7 @@ class Runner:
             return Outcome.CANCELLED if status is JobStatus.CANCELLED else Outcome.LOST
         if ctx.cancelled:
             # The handler finished although the owner asked to cancel; its result stands.
-            job_log.info("completed despite a cancel request")
+            ctx.log.info("completed despite a cancel request")
         payload, problem = storable(result)
         if problem is not None:
             return await self._fail(job, problem, retryable=False, kind="bad_result")
