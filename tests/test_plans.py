@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from uuid import uuid4
 
 import psycopg
 import pytest
@@ -116,3 +117,77 @@ def test_a_users_list_newest_first_uses_its_index(busy_table: Conn) -> None:
     assert row is not None
     scans = scans_of_jobs(row[0][0]["Plan"])
     assert scans == [("Index Scan", "jobs_user_created_idx")], scans
+
+
+@pytest.fixture
+def quiet_table(db: Conn) -> Conn:
+    """A queue as ANALYZE last saw it: 300 jobs, due tomorrow, in a table of a few pages."""
+    db.execute("truncate public.jobs")  # rolled back with the test
+    db.execute("update jobhook.settings set max_unfinished_per_user = 100000")
+    db.execute(
+        "insert into public.jobs (user_id, job_type, run_at)"
+        " select %s, 'sample_task', now() + interval '1 day' from generate_series(1, 300)",
+        (DEMO_USER,),
+    )
+    db.execute("analyze public.jobs")
+    return db
+
+
+def burst(db: Conn) -> None:
+    """20,000 due jobs arrive and 2,000 of them start, which the statistics know nothing of."""
+    db.execute(
+        "insert into public.jobs (user_id, job_type)"
+        " select %s, 'sample_task' from generate_series(1, 20000)",
+        (DEMO_USER,),
+    )
+    db.execute(
+        "select jobhook.claim(array(select id from public.jobs"
+        " where status = 'pending' and run_at <= now() limit 2000), 'plan-test')"
+    )
+
+
+BY_ID = {
+    "claim": "select * from jobhook.claim(array[%(pending)s::uuid], 'plan-test')",
+    "complete_many": "select * from jobhook.complete_many(jsonb_build_array("
+    "jsonb_build_object('id', %(running)s::uuid, 'attempt', 1, 'result', null)))",
+    "heartbeat": "select * from jobhook.heartbeat(%(running)s::uuid, 1)",
+    "fail": "select jobhook.fail(%(running)s::uuid, 1, 'boom', true)",
+    "cancel": "select jobhook.cancel(%(pending)s::uuid)",
+    # The owner asks, then the runner acknowledges that it stopped the attempt.
+    "cancel_then_acknowledge": "select jobhook.cancel(%(running)s::uuid);"
+    " select jobhook.cancel(%(running)s::uuid, 1)",
+}
+
+
+@pytest.mark.parametrize("function", sorted(BY_ID))
+def test_what_names_its_jobs_by_id_finds_them_by_primary_key_whatever_the_statistics_say(
+    quiet_table: Conn, function: str
+) -> None:
+    db = quiet_table
+    # The runtime's pooled connections plan these calls while the queue is quiet, and PL/pgSQL
+    # keeps a plan after five calls: it must still go by primary key after the burst.
+    for _ in range(8):
+        db.execute(sql_with(db, BY_ID[function], {"pending": uuid4(), "running": uuid4()}))
+    burst(db)
+    pending = [
+        row[0]
+        for row in db.execute(
+            "select id from public.jobs where status = 'pending' and run_at <= now() limit 8"
+        )
+    ]
+    running = [
+        row[0]
+        for row in db.execute("select id from public.jobs where status = 'processing' limit 8")
+    ]
+    scans = []
+    for call in range(8):
+        params = {"pending": pending[call], "running": running[call]}
+        statement = sql_with(db, BY_ID[function], params)
+        scans += [scan for plan in nested_plans(db, statement) for scan in scans_of_jobs(plan)]
+    assert scans, "auto_explain reported no plan touching public.jobs"
+    assert {index for _, index in scans if index} == {"jobs_pkey"}, scans
+    assert not [s for s in scans if s[0] == "Seq Scan"], scans
+
+
+def sql_with(conn: Conn, statement: str, params: dict[str, Any]) -> str:
+    return psycopg.ClientCursor(conn).mogrify(statement, params)
