@@ -33,10 +33,10 @@ class JobContext:
     _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     # Called at each report, so the heartbeat starts as soon as there is progress to write.
     on_progress: Callable[[], None] | None = None
-    _log: structlog.typing.FilteringBoundLogger | None = None
+    _log: structlog.stdlib.BoundLogger | None = None
 
     @property
-    def log(self) -> structlog.typing.FilteringBoundLogger:
+    def log(self) -> structlog.stdlib.BoundLogger:
         """A logger carrying job_id, job_type and attempt. Bound on first use: most attempts
         never log a line of their own, and binding costs as much as the rest of a no-op job's
         bookkeeping."""

@@ -47,9 +47,10 @@ class Heartbeat:
         self._stopped = False
         self._loop = asyncio.get_running_loop()
         now = self._loop.time()
+        self._beat_at = now + self.interval
         self._deadline = now + timeout_seconds
-        if now + self.interval < self._deadline:
-            self._timer = self._loop.call_at(now + self.interval, self._beat_is_due)
+        if self._beat_at < self._deadline:
+            self._timer = self._loop.call_at(self._beat_at, self._beat_is_due)
         else:
             self._timer = self._loop.call_at(self._deadline, self._time_is_up)
         ctx.on_progress = self.start
@@ -70,6 +71,10 @@ class Heartbeat:
         if self._armed:
             self.timed_out = True
             self._stop_the_attempt()
+        if self._task is None:
+            # A handler may take its time to stop, or not stop at all: its lease must still be
+            # kept, so the beat starts when it would have.
+            self._timer = self._loop.call_at(self._beat_at, self.start)
 
     def start(self) -> None:
         if self._task is None and not self._stopped:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -31,6 +32,7 @@ from jobhook.store import ClaimedJob, Store, is_transient
 from jobhook.writeback import Completions
 
 log = structlog.get_logger("jobhook.runner")
+_stdlib_log = logging.getLogger("jobhook.runner")
 T = TypeVar("T")
 
 # How long write-backs retry when the database is unreachable; past it the lease expires and
@@ -74,13 +76,10 @@ class Runner:
         ctx = JobContext(job=job)
         outcome = await self._execute(job, ctx)
         metrics.finished(job.job_type, outcome.value).inc()
-        log.info(
-            "attempt finished",
-            job_id=str(job.id),
-            job_type=job.job_type,
-            attempt=job.attempt,
-            outcome=outcome.value,
-        )
+        # Asked of the standard library's logger, whose level the processors filter by: a line
+        # per attempt below the level would cost a trip through structlog's chain for nothing.
+        if _stdlib_log.isEnabledFor(logging.INFO):
+            ctx.log.info("attempt finished", outcome=outcome.value)
         return outcome
 
     async def _execute(self, job: ClaimedJob, ctx: JobContext) -> Outcome:

@@ -76,3 +76,38 @@ async def test_a_handler_past_its_first_heartbeat_is_still_stopped_at_its_timeou
             "select status, error from public.jobs where id = %s", (job.id,)
         ).fetchone() or (None, None)
     assert (status, error) == ("failed", "timed out after 2 s")
+
+
+async def test_a_handler_that_outlives_its_timeout_keeps_its_lease(committed: Stack) -> None:
+    """The timeout falls before the first heartbeat; the handler takes its time to stop."""
+    registry = Registry()
+
+    @registry.job("one_shot", timeout_seconds=1, max_attempts=1)
+    async def slow_to_stop(params: Nothing, ctx: JobContext) -> dict[str, bool]:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(2)  # cleaning up, past the first heartbeat's time
+        return {"cleaned_up": True}
+
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        row = conn.execute(
+            "insert into public.jobs (user_id, job_type) values (%s, 'one_shot') returning id",
+            (DEMO_USER,),
+        ).fetchone()
+    assert row is not None
+    store = BeatCountingStore(new_pool(committed.url))
+    async with store:
+        [job] = await store.claim([row[0]], "test-worker")
+        # A 3 s lease: the heartbeat is due after 1 s, as is the timeout.
+        job = dataclasses.replace(job, lease_expires_at=datetime.now(UTC) + timedelta(seconds=3))
+        runner = Runner(store, registry, "test-worker")
+        try:
+            async with asyncio.timeout(20):
+                outcome = await runner.execute(job)
+        finally:
+            await runner.completions.aclose()
+
+    # The handler swallowed the cancel and returned: its result stands, as with asyncio.timeout.
+    assert outcome is Outcome.COMPLETED
+    assert store.beats >= 1

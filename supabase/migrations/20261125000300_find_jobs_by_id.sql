@@ -14,9 +14,14 @@
 -- * sequential scans are off, so a plan made while the table was tiny cannot scan it whole once
 --   it has grown (PL/pgSQL keeps its plans until the next ANALYZE); jit is off with them,
 --   because the penalty that disabling adds to a plan's cost would otherwise set off JIT
---   compilation (145 ms per call, measured). Both settings last for the call only;
+--   compilation (145 ms per call, measured);
+-- * plan_cache_mode is force_generic_plan: each statement is planned once per connection, as
+--   20261125000100 intended, instead of again whenever PL/pgSQL weighs a custom plan;
 -- * completions take their ids from the outcomes first, so the table is read by `id = any`
 --   however the planner joins the rest.
+--
+-- These settings last for the call only, but hold for all it runs: a trigger on updates of
+-- public.jobs added later would run under them too (none runs queries today).
 --
 -- Behaviour, signatures and privileges are unchanged (CREATE OR REPLACE keeps the grants).
 
@@ -35,13 +40,13 @@ begin
            attempt = j.attempt + 1,
            started_at = now(),
            updated_at = now(),
-           lease_expires_at = now() + make_interval(secs => (select s.lease_seconds
-                                                               from jobhook.settings s)),
+           lease_expires_at = now() + make_interval(secs => s.lease_seconds),
            worker_id = claim.worker_id,
            progress = 0,
            progress_message = null,
            -- the doorbell was answered: count deliveries afresh for the next attempt
            dispatch_count = 0
+      from jobhook.settings s
      where j.id = any (claim.job_ids)
        and j.status::text = 'pending'  -- as text: see the top of this file
        and j.run_at <= now()
@@ -101,11 +106,11 @@ begin
   end if;
   return query
     update public.jobs j
-       set lease_expires_at = now() + make_interval(secs => (select s.lease_seconds
-                                                               from jobhook.settings s)),
+       set lease_expires_at = now() + make_interval(secs => s.lease_seconds),
            progress = coalesce(heartbeat.progress, j.progress),
            progress_message = coalesce(left(heartbeat.message, 1000), j.progress_message),
            updated_at = now()
+      from jobhook.settings s
      where j.id = heartbeat.job_id
        and j.attempt = heartbeat.attempt
        and j.status::text = 'processing'  -- as text: see the top of this file
