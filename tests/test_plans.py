@@ -165,7 +165,8 @@ def test_what_names_its_jobs_by_id_finds_them_by_primary_key_whatever_the_statis
 ) -> None:
     db = quiet_table
     # The runtime's pooled connections plan these calls while the queue is quiet, and PL/pgSQL
-    # keeps a plan after five calls: it must still go by primary key after the burst.
+    # keeps a plan (by default from the sixth call on, these functions from the first): it must
+    # still go by primary key after the burst.
     for _ in range(8):
         db.execute(sql_with(db, BY_ID[function], {"pending": uuid4(), "running": uuid4()}))
     burst(db)
