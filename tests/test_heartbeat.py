@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +40,41 @@ class Nothing(BaseModel):
     pass
 
 
+@dataclass
+class Attempt:
+    outcome: Outcome
+    beats: int
+    status: str
+    error: str | None
+
+
+async def run_one_attempt(url: str, registry: Registry) -> Attempt:
+    """Insert a one_shot job, claim it with a 3 s lease (a heartbeat is due after 1 s) and run
+    the attempt through the registry's handler."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "insert into public.jobs (user_id, job_type) values (%s, 'one_shot') returning id",
+            (DEMO_USER,),
+        ).fetchone()
+    assert row is not None
+    store = BeatCountingStore(new_pool(url))
+    async with store:
+        [job] = await store.claim([row[0]], "test-worker")
+        job = dataclasses.replace(job, lease_expires_at=datetime.now(UTC) + timedelta(seconds=3))
+        runner = Runner(store, registry, "test-worker")
+        try:
+            async with asyncio.timeout(20):
+                outcome = await runner.execute(job)
+        finally:
+            await runner.completions.aclose()
+    with psycopg.connect(url) as conn:
+        found = conn.execute(
+            "select status::text, error from public.jobs where id = %s", (job.id,)
+        ).fetchone()
+    assert found is not None
+    return Attempt(outcome, store.beats, found[0], found[1])
+
+
 async def test_a_handler_past_its_first_heartbeat_is_still_stopped_at_its_timeout(
     committed: Stack,
 ) -> None:
@@ -50,32 +86,11 @@ async def test_a_handler_past_its_first_heartbeat_is_still_stopped_at_its_timeou
         handler_started.set()
         await asyncio.sleep(30)
 
-    with psycopg.connect(committed.url, autocommit=True) as conn:
-        row = conn.execute(
-            "insert into public.jobs (user_id, job_type) values (%s, 'one_shot') returning id",
-            (DEMO_USER,),
-        ).fetchone()
-    assert row is not None
-    store = BeatCountingStore(new_pool(committed.url))
-    async with store:
-        [job] = await store.claim([row[0]], "test-worker")
-        # A 3 s lease: the heartbeat is due after 1 s, the timeout after 2 s.
-        job = dataclasses.replace(job, lease_expires_at=datetime.now(UTC) + timedelta(seconds=3))
-        runner = Runner(store, registry, "test-worker")
-        try:
-            async with asyncio.timeout(20):
-                outcome = await runner.execute(job)
-        finally:
-            await runner.completions.aclose()
-
+    attempt = await run_one_attempt(committed.url, registry)  # heartbeat at 1 s, timeout at 2 s
     assert handler_started.is_set()
-    assert outcome is Outcome.FAILED
-    assert store.beats >= 1
-    with psycopg.connect(committed.url) as conn:
-        status, error = conn.execute(
-            "select status, error from public.jobs where id = %s", (job.id,)
-        ).fetchone() or (None, None)
-    assert (status, error) == ("failed", "timed out after 2 s")
+    assert attempt.outcome is Outcome.FAILED
+    assert attempt.beats >= 1
+    assert (attempt.status, attempt.error) == ("failed", "timed out after 2 s")
 
 
 async def test_a_handler_that_outlives_its_timeout_keeps_its_lease(committed: Stack) -> None:
@@ -90,24 +105,7 @@ async def test_a_handler_that_outlives_its_timeout_keeps_its_lease(committed: St
             await asyncio.sleep(2)  # cleaning up, past the first heartbeat's time
         return {"cleaned_up": True}
 
-    with psycopg.connect(committed.url, autocommit=True) as conn:
-        row = conn.execute(
-            "insert into public.jobs (user_id, job_type) values (%s, 'one_shot') returning id",
-            (DEMO_USER,),
-        ).fetchone()
-    assert row is not None
-    store = BeatCountingStore(new_pool(committed.url))
-    async with store:
-        [job] = await store.claim([row[0]], "test-worker")
-        # A 3 s lease: the heartbeat is due after 1 s, as is the timeout.
-        job = dataclasses.replace(job, lease_expires_at=datetime.now(UTC) + timedelta(seconds=3))
-        runner = Runner(store, registry, "test-worker")
-        try:
-            async with asyncio.timeout(20):
-                outcome = await runner.execute(job)
-        finally:
-            await runner.completions.aclose()
-
+    attempt = await run_one_attempt(committed.url, registry)  # heartbeat and timeout at 1 s
     # The handler swallowed the cancel and returned: its result stands, as with asyncio.timeout.
-    assert outcome is Outcome.COMPLETED
-    assert store.beats >= 1
+    assert (attempt.outcome, attempt.status) == (Outcome.COMPLETED, "completed")
+    assert attempt.beats >= 1
