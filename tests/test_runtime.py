@@ -95,24 +95,33 @@ async def test_a_permanent_error_is_not_retried(committed: Stack, app_stack: Ser
     assert row["error"] == "the input can never work: nothing to do"
 
 
-async def test_a_handler_over_its_timeout_fails_saying_so(
-    committed: Stack, app_stack: Served
+@pytest.mark.parametrize(
+    ("job_type", "payload", "error", "kind"),
+    [
+        # Past its own 1 s timeout: stopped, and the timeout is the error.
+        ("slow", {"seconds": 30}, "timed out after 1 s", "timeout"),
+        # A TimeoutError of the handler's own is its error, not the job's timeout.
+        (
+            "upstream_timeout",
+            {},
+            "TimeoutError: the upstream API did not answer within 5 s",
+            "error",
+        ),
+    ],
+)
+async def test_a_timeout_fails_the_job_saying_whose_it_was(
+    committed: Stack,
+    app_stack: Served,
+    job_type: str,
+    payload: dict[str, Any],
+    error: str,
+    kind: str,
 ) -> None:
-    job_id = insert_job(committed.url, "slow", {"seconds": 30})
+    job_id = insert_job(committed.url, job_type, payload)
     row = await wait_for_job(committed.url, job_id, finished)
     assert row["status"] == "failed"
-    assert row["error"] == "timed out after 1 s"
-    assert row["errors"][0]["kind"] == "timeout"
-
-
-async def test_a_handlers_own_timeout_error_is_reported_as_its_error_not_as_the_jobs_timeout(
-    committed: Stack, app_stack: Served
-) -> None:
-    job_id = insert_job(committed.url, "upstream_timeout")
-    row = await wait_for_job(committed.url, job_id, finished)
-    assert row["status"] == "failed"
-    assert row["error"] == "TimeoutError: the upstream API did not answer within 5 s"
-    assert row["errors"][0]["kind"] == "error"
+    assert row["error"] == error
+    assert row["errors"][0]["kind"] == kind
 
 
 async def test_a_result_the_database_cannot_store_fails_only_its_own_job(
