@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +21,7 @@ from jobhook import vault
 from jobhook.config import Settings
 from jobhook.executor import Executor, LocalExecutor
 from jobhook.registry import Registry
-from jobhook.runner import Runner
+from jobhook.runner import Runner, new_worker_id
 from jobhook.store import Store
 from jobhook.webhook import Verifier
 
@@ -54,7 +52,7 @@ class Runtime:
     @classmethod
     def create(cls, settings: Settings, registry: Registry) -> Runtime:
         store = Store.open(settings.database_url)
-        worker_id = settings.worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        worker_id = settings.worker_id or new_worker_id()
         runtime = cls(settings, registry, store, Runner(store, registry, worker_id))
         runtime.runner.on_retry = runtime._schedule_changed.set
         return runtime

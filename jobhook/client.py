@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, JsonbLoader
 from psycopg_pool import AsyncConnectionPool
 
 from jobhook.jobs import JobStatus
@@ -64,16 +64,32 @@ class Page:
     total: int
 
 
+class ReadableJsonbLoader(JsonbLoader):
+    """jsonb as Python reads it, or, for a value PostgreSQL stores but Python cannot load (a
+    row from before the enqueue checks), an object that says so: the client reading the row gets
+    it, with the problem named, instead of an error for the whole page."""
+
+    def load(self, data: Any) -> Any:
+        try:
+            return super().load(data)
+        except RecursionError:
+            return {"unreadable": "this value is nested too deeply to read"}
+        except ValueError:
+            return {"unreadable": "this value holds an integer of more than 4300 digits"}
+
+
 class JobsClient:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self.pool = pool
 
     async def _run(self, caller: Caller, name: str, params: dict[str, Any]) -> list[Row]:
-        async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(
+        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            await cursor.execute(
                 queries()["act_as"], {"role": caller.role, "claims": json.dumps(caller.claims)}
             )
-            cursor = await conn.execute(queries()[name], params)
+            # On this cursor only: the pool's other users keep the driver's loader.
+            cursor.adapters.register_loader("jsonb", ReadableJsonbLoader)
+            await cursor.execute(queries()[name], params)
             rows: list[Row] = await cursor.fetchall()
             return rows
 

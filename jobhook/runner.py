@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -40,6 +43,10 @@ T = TypeVar("T")
 WRITE_RETRY_SECONDS = 30.0
 
 
+# What the job's owner reads when the handler raised anything but a JobError.
+UNEXPECTED = "the handler failed unexpectedly; the details are in the runner's logs"
+
+
 class Outcome(StrEnum):
     NOT_CLAIMED = "not_claimed"
     COMPLETED = "completed"
@@ -47,6 +54,21 @@ class Outcome(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     LOST = "lost"  # the attempt was taken over, or its outcome could not be written
+
+
+def new_worker_id() -> str:
+    """An opaque name for this process's runner. It is written on every row the runner claims,
+    which the job's owner can read, so it names no host or process; the log line written here
+    tells operators which host and process it is."""
+    worker_id = f"runner-{secrets.token_hex(6)}"
+    log.info(
+        "runner named",
+        worker_id=worker_id,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        modal_task_id=os.environ.get("MODAL_TASK_ID"),
+    )
+    return worker_id
 
 
 class Runner:
@@ -91,6 +113,8 @@ class Runner:
                 retryable=False,
                 kind="unknown_job_type",
             )
+        if job.unreadable is not None:
+            return await self._fail(job, job.unreadable, retryable=False, kind="invalid_payload")
         try:
             params = job_type.params.model_validate(job.payload)
         except ValidationError as exc:
@@ -127,12 +151,18 @@ class Runner:
             if not ctx.cancelled:
                 raise
             stopped = True
+        except JobError as exc:
+            ctx.log.warning("handler failed", error=str(exc), retryable=exc.retryable)
+            failure = (str(exc), exc.retryable, exc.kind)
         except Exception as exc:
-            retryable = not isinstance(exc, JobError) or exc.retryable
-            kind = exc.kind if isinstance(exc, JobError) else "error"
-            message = str(exc) if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
-            ctx.log.warning("handler failed", error=message, retryable=retryable)
-            failure = (message, retryable, kind)
+            # The job's owner reads `error` and `errors` (and Realtime streams them): what an
+            # unexpected exception says (addresses, host names, upstream replies, paths) is for
+            # the operator, in the logs with the traceback. A handler's public message is the
+            # one it raises as a JobError.
+            ctx.log.warning(
+                "handler failed unexpectedly", error=f"{type(exc).__name__}: {exc}", exc_info=exc
+            )
+            failure = (UNEXPECTED, True, "error")
         finally:
             await heartbeat.stop()
             metrics.for_job_type(job.job_type).duration.observe(time.perf_counter() - started)

@@ -7,6 +7,7 @@ transaction pooler (Supabase's port 6543) does not keep across transactions.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,6 +47,28 @@ class ClaimedJob:
     lease_expires_at: datetime
     # From the moment the job was due (its insert, or its run_at) to this claim.
     start_latency: timedelta
+    # Why the payload could not be read (the runner fails the job with it), or None.
+    unreadable: str | None = None
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> ClaimedJob:
+        """A claimed row, its payload parsed here rather than by the driver: a payload that
+        PostgreSQL stored but Python cannot load (rows from before the enqueue checks, or
+        written by a trusted backend) fails its own job instead of the fetch of the batch."""
+        text = row.pop("payload")
+        try:
+            payload = json.loads(text)
+        except RecursionError:
+            return cls(payload={}, unreadable="the payload is nested too deeply to read", **row)
+        except ValueError:
+            # From a valid JSON text, CPython's only ValueError: an integer of more digits than
+            # sys.get_int_max_str_digits() allows.
+            return cls(
+                payload={},
+                unreadable="the payload holds an integer of more than 4300 digits",
+                **row,
+            )
+        return cls(payload=payload, **row)
 
 
 @dataclass(frozen=True)
@@ -85,7 +108,7 @@ class Store:
 
     async def claim(self, ids: list[UUID], worker_id: str) -> list[ClaimedJob]:
         rows = await self._all("claim", {"ids": ids, "worker_id": worker_id})
-        return [ClaimedJob(**row) for row in rows]
+        return [ClaimedJob.of(row) for row in rows]
 
     async def claim_due(
         self, job_types: list[str], max_jobs: int, worker_id: str
@@ -94,7 +117,7 @@ class Store:
         rows = await self._all(
             "claim_due", {"job_types": job_types, "max_jobs": max_jobs, "worker_id": worker_id}
         )
-        return [ClaimedJob(**row) for row in rows]
+        return [ClaimedJob.of(row) for row in rows]
 
     async def heartbeat(
         self, job: ClaimedJob, progress: int | None = None, message: str | None = None

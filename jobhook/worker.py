@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from uuid import UUID
 
 from jobhook.config import Settings
 from jobhook.registry import Registry
-from jobhook.runner import Outcome, Runner
+from jobhook.runner import Outcome, Runner, new_worker_id
 from jobhook.store import Store
 
 
@@ -19,19 +17,14 @@ async def run_jobs(job_ids: list[str], registry: Registry, settings: Settings) -
     Ids that cannot be claimed (already running elsewhere, finished, not due) are skipped, so a
     spawn that Modal retries or that a duplicated webhook caused runs nothing twice.
     """
-    worker_id = (
-        settings.worker_id
-        or os.environ.get("MODAL_TASK_ID")
-        or f"{socket.gethostname()}:{os.getpid()}"
-    )
-    runner = await _runner(settings.database_url, registry, worker_id)
+    runner = await _runner(settings.database_url, registry, settings.worker_id)
     return await runner.run_many([UUID(job_id) for job_id in job_ids])
 
 
 _runners: dict[tuple[str, int, int], Runner] = {}
 
 
-async def _runner(database_url: str, registry: Registry, worker_id: str) -> Runner:
+async def _runner(database_url: str, registry: Registry, worker_id: str | None) -> Runner:
     """One runner (and pool) per container and event loop, kept between inputs: a Modal
     container runs many inputs, and opening connections per input would cost more than most
     jobs."""
@@ -39,5 +32,5 @@ async def _runner(database_url: str, registry: Registry, worker_id: str) -> Runn
     if key not in _runners:
         store = Store.open(database_url, min_size=1, max_size=8)
         await store.pool.open()
-        _runners[key] = Runner(store, registry, worker_id)
+        _runners[key] = Runner(store, registry, worker_id or new_worker_id())
     return _runners[key]

@@ -301,3 +301,27 @@ def user_token(user_id: str = DEMO_USER, **overrides: Any) -> str:
     claims = {"sub": user_id, "role": "authenticated", "aud": "authenticated", "exp": now + 600}
     claims.update(overrides)
     return jwt.encode({k: v for k, v in claims.items() if v is not None}, LOCAL_JWT_SECRET)
+
+
+@pytest.fixture
+def json_logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """The app's JSON log lines, as written while the test runs: call the fixture to read them."""
+    import io
+    import logging
+
+    import structlog
+
+    from jobhook import logs
+
+    stream = io.StringIO()
+    logs.configure(json=True)
+    logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+
+    try:
+        yield lines
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers = []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from jobhook import vault
+from jobhook.runner import UNEXPECTED
 from jobhook.stack import Served
 from tests import handlers_for_tests
 from tests.conftest import (
@@ -49,6 +52,8 @@ async def test_a_users_insert_runs_to_completion_with_progress_and_result(
     assert row["attempt"] == 1
     assert row["errors"] == []
     assert row["user_id"] == UUID(DEMO_USER)
+    # The owner reads the row: the runner's name on it says nothing of its host or process.
+    assert re.fullmatch(r"runner-[0-9a-f]{12}", row["worker_id"])
 
 
 async def test_progress_is_visible_on_the_row_while_the_job_runs(
@@ -101,12 +106,7 @@ async def test_a_permanent_error_is_not_retried(committed: Stack, app_stack: Ser
         # Past its own 1 s timeout: stopped, and the timeout is the error.
         ("slow", {"seconds": 30}, "timed out after 1 s", "timeout"),
         # A TimeoutError of the handler's own is its error, not the job's timeout.
-        (
-            "upstream_timeout",
-            {},
-            "TimeoutError: the upstream API did not answer within 5 s",
-            "error",
-        ),
+        ("upstream_timeout", {}, UNEXPECTED, "error"),
     ],
 )
 async def test_a_timeout_fails_the_job_saying_whose_it_was(
@@ -298,3 +298,16 @@ def test_types_are_synced_from_the_registry(committed: Stack, app_stack: Served)
     assert rows["gated"] is True
     # one_shot was in the table but has no handler here: it is disabled, not deleted.
     assert rows["one_shot"] is False
+
+
+async def test_what_an_unexpected_exception_says_reaches_the_logs_not_the_owner(
+    committed: Stack, app_stack: Served, json_logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    job_id = insert_job(committed.url, "upstream_timeout", {})
+    row = await wait_for_job(committed.url, job_id, finished)
+    detail = "the upstream API did not answer within 5 s"
+    assert (row["error"], [e["message"] for e in row["errors"]]) == (UNEXPECTED, [UNEXPECTED])
+    assert detail not in json.dumps(row, default=str)
+    [line] = [line for line in json_logs() if line["event"] == "handler failed unexpectedly"]
+    assert (line["job_id"], line["error"]) == (str(job_id), f"TimeoutError: {detail}")
+    assert "Traceback" in line["exception"]

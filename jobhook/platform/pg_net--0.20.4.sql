@@ -224,17 +224,13 @@ grant usage on schema net to public;
 grant all on all sequences in schema net to public;
 grant all on all tables in schema net to public;
 
--- Supabase makes the request functions security definer and grants them to the API roles.
--- Upstream: supabase/postgres migrations/db/init-scripts and ansible/files/postgresql_extension_custom_scripts/pg_net
-alter function net.http_get(text, jsonb, jsonb, int) security definer;
-alter function net.http_post(text, jsonb, jsonb, jsonb, int) security definer;
-alter function net.http_delete(text, jsonb, jsonb, int, jsonb) security definer;
-alter function net.http_get(text, jsonb, jsonb, int) set search_path = net;
-alter function net.http_post(text, jsonb, jsonb, jsonb, int) set search_path = net;
-alter function net.http_delete(text, jsonb, jsonb, int, jsonb) set search_path = net;
+-- Function security as upstream 0.20.4 leaves it: the request functions are SECURITY INVOKER
+-- (since sql/pg_net--0.11.0--0.11.1.sql), so a request is queued with the caller's rights and a
+-- trigger anyone attaches to the queue (the tables are granted to PUBLIC above) runs as that
+-- caller. Supabase's image (supabase/postgres, extensions.grant_pg_net_access, run on
+-- `create extension pg_net`) made them SECURITY DEFINER only for pg_net before 0.12; what it
+-- still does is take execute away from PUBLIC and give it to its own roles, mirrored here.
 revoke all on function net.http_get(text, jsonb, jsonb, int) from public;
 revoke all on function net.http_post(text, jsonb, jsonb, jsonb, int) from public;
-revoke all on function net.http_delete(text, jsonb, jsonb, int, jsonb) from public;
 grant execute on function net.http_get(text, jsonb, jsonb, int) to postgres, anon, authenticated, service_role;
 grant execute on function net.http_post(text, jsonb, jsonb, jsonb, int) to postgres, anon, authenticated, service_role;
-grant execute on function net.http_delete(text, jsonb, jsonb, int, jsonb) to postgres, anon, authenticated, service_role;

@@ -1,13 +1,16 @@
 -- Named queries the runtime runs, loaded once by jobhook.store. Each starts with `-- name: <name>`.
 -- Every transition is one call of its SQL function: Python never composes a status update.
 
+-- The payload comes as text and is parsed job by job (jobhook.store.ClaimedJob.of): a payload
+-- the runtime cannot read must fail its own job, not the whole batch it was claimed with.
+
 -- name: claim
-select id, user_id, job_type, payload, attempt, max_attempts, lease_expires_at,
+select id, user_id, job_type, payload::text as payload, attempt, max_attempts, lease_expires_at,
        started_at - greatest(created_at, run_at) as start_latency
   from jobhook.claim(%(ids)s::uuid[], %(worker_id)s);
 
 -- name: claim_due
-select id, user_id, job_type, payload, attempt, max_attempts, lease_expires_at,
+select id, user_id, job_type, payload::text as payload, attempt, max_attempts, lease_expires_at,
        started_at - greatest(created_at, run_at) as start_latency
   from jobhook.claim_due(%(job_types)s::text[], %(max_jobs)s, %(worker_id)s);
 
