@@ -133,7 +133,7 @@ class Runtime:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self.executor.aclose()
+            await self.executor.aclose(self.settings.shutdown_grace_seconds)
             await self.store.pool.close()
 
     async def wait_ready(self) -> None:

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         32, ge=1, validation_alias="JOBHOOK_MAX_CONCURRENCY_PER_TYPE"
     )
     worker_id: str | None = Field(None, validation_alias="JOBHOOK_WORKER_ID")
+    # On shutdown (a deploy, Ctrl-C), how long running attempts may take to finish before they
+    # are released back to pending. Inside Modal's grace period for stopping a container.
+    shutdown_grace_seconds: float = Field(
+        20, ge=0, le=3600, validation_alias="JOBHOOK_SHUTDOWN_GRACE_SECONDS"
+    )
 
     @field_validator("webhook_secrets", "cors_origins", mode="before")
     @classmethod

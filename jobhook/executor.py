@@ -36,7 +36,10 @@ class Executor(Protocol):
         """Start the jobs; return those refused (left pending for the sweep)."""
         ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self, grace_seconds: float = 0) -> None:
+        """Stop taking work; let running attempts finish within `grace_seconds`, then hand
+        back the rest (jobhook.release)."""
+        ...
 
 
 class LocalExecutor:
@@ -78,12 +81,15 @@ class LocalExecutor:
         # order they are next served, and how many were turned away per type.
         self._owed: dict[str, None] = {}
         self._refusals: Counter[str] = Counter()
+        self._closing = False
 
     @property
     def running(self) -> int:
         return sum(self._running.values())
 
     async def submit(self, jobs: Sequence[Dispatched]) -> list[Dispatched]:
+        if self._closing:
+            return list(jobs)  # they stay pending: a live runner takes them
         refused = []
         for job in jobs:
             if job.id in self._waiting:
@@ -175,10 +181,19 @@ class LocalExecutor:
         if self._waiting or self._owed:
             self._wake.set()
 
-    async def aclose(self) -> None:
-        """Stop running jobs; their leases expire and the sweep hands them to the next runner."""
+    async def aclose(self, grace_seconds: float = 0) -> None:
+        """Stop claiming, give the running attempts `grace_seconds` to finish, then release
+        the rest: back to pending at once, their attempts not spent, rung for by the next live
+        app within a second rather than waiting out their leases."""
+        self._closing = True
+        self._waiting.clear()  # still pending in the database; whoever runs next claims them
         if self._claimer is not None:
             self._claimer.cancel()
+        if self._tasks and grace_seconds > 0:
+            await asyncio.wait(set(self._tasks), timeout=grace_seconds)
+        if self._tasks:
+            log.info("releasing unfinished attempts", attempts=len(self._tasks))
+        self.runner.stopping = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(
@@ -218,5 +233,5 @@ class ModalExecutor:
                     refused.extend(jobs_by_id[job_id] for job_id in batch)
         return refused
 
-    async def aclose(self) -> None:
-        return None
+    async def aclose(self, grace_seconds: float = 0) -> None:
+        return None  # the runner functions release their own attempts (modal_app.py)

@@ -43,6 +43,7 @@ T = TypeVar("T")
 WRITE_RETRY_SECONDS = 30.0
 
 
+RELEASE_REASON = "the runner shut down before the attempt finished"
 # What the job's owner reads when the handler raised anything but a JobError.
 UNEXPECTED = "the handler failed unexpectedly; the details are in the runner's logs"
 
@@ -53,6 +54,7 @@ class Outcome(StrEnum):
     RETRY = "retry"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    RELEASED = "released"  # handed back unfinished, its attempt not spent (shutdown)
     LOST = "lost"  # the attempt was taken over, or its outcome could not be written
 
 
@@ -85,6 +87,9 @@ class Runner:
         # Told when an attempt goes back to pending, so whoever rings for due jobs looks again.
         self.on_retry = on_retry
         self.completions = Completions(store)
+        # Set while the process shuts down: an attempt cancelled from outside is then released
+        # (back to pending, its attempt not spent) instead of being left to its lease.
+        self.stopping = False
 
     async def run_many(self, job_ids: list[UUID]) -> list[Outcome]:
         """Claim many jobs in one round trip and run them concurrently."""
@@ -128,6 +133,7 @@ class Runner:
         started = time.perf_counter()
         failure: tuple[str, bool, str] | None = None
         stopped = False  # the handler was stopped for its owner's cancel request, or a lost lease
+        released = False  # the process is shutting down and cancelled the attempt
         try:
             try:
                 result = await self._call(job_type, params, ctx)
@@ -140,10 +146,13 @@ class Runner:
                     attempt.uncancel()
         except asyncio.CancelledError:
             if heartbeat.cancels_issued == 0 or attempt.cancelling():
-                # The runner itself is being shut down, perhaps as well as the heartbeat's
-                # cancel: leave the rest to the lease.
-                raise
-            if heartbeat.timed_out and not heartbeat.lost and not ctx.cancelled:
+                # Cancelled from outside, perhaps as well as by the heartbeat. A shutdown hands
+                # the attempt back; anything else leaves it to the lease.
+                if not self.stopping:
+                    raise
+                attempt.uncancel()
+                released = True
+            elif heartbeat.timed_out and not heartbeat.lost and not ctx.cancelled:
                 failure = (f"timed out after {job_type.timeout_seconds} s", True, "timeout")
             else:
                 stopped = True
@@ -169,6 +178,14 @@ class Runner:
 
         if heartbeat.lost:
             return Outcome.LOST  # another attempt owns the job: write nothing
+        if released:
+            status = await self._write(lambda: self.store.release(job, RELEASE_REASON))
+            if status is JobStatus.PENDING and self.on_retry is not None:
+                self.on_retry()
+            return {
+                JobStatus.PENDING: Outcome.RELEASED,
+                JobStatus.CANCELLED: Outcome.CANCELLED,
+            }.get(status, Outcome.LOST)  # type: ignore[arg-type]
         if failure is not None:
             message, retryable, kind = failure
             return await self._fail(job, message, retryable=retryable, kind=kind)

@@ -76,7 +76,8 @@ async def serve(
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(asyncio.shield(tasks[1]), 10)
+            # uvicorn's shutdown includes the executor's grace period for running attempts.
+            await asyncio.wait_for(asyncio.shield(tasks[1]), settings.shutdown_grace_seconds + 10)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -148,6 +148,13 @@ class Store:
         )
         return None if status is None else JobStatus(status)
 
+    async def release(self, job: ClaimedJob, reason: str) -> JobStatus | None:
+        """Hand an unfinished attempt back without spending it (see jobhook.release)."""
+        status = await self._value(
+            "release", {"id": job.id, "attempt": job.attempt, "reason": reason}
+        )
+        return None if status is None else JobStatus(status)
+
     async def acknowledge_cancel(self, job: ClaimedJob) -> JobStatus | None:
         status = await self._value("acknowledge_cancel", {"id": job.id, "attempt": job.attempt})
         return None if status is None else JobStatus(status)

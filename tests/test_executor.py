@@ -125,3 +125,71 @@ async def test_a_claim_lost_with_its_connection_is_tried_again(committed: Stack)
             await executor.aclose()
     assert store.dropped == 1
     assert (job["status"], job["attempt"]) == ("completed", 1)
+
+
+async def test_a_shutdown_finishes_what_it_can_in_its_grace_and_releases_the_rest(
+    committed: Stack,
+) -> None:
+    registry = Registry()
+    quick_may_finish = asyncio.Event()
+    started = {"quick_task": asyncio.Event(), "endless_task": asyncio.Event()}
+
+    @registry.job("quick_task", params=NoParams, max_attempts=1)
+    async def quick_task(params: NoParams, ctx: JobContext) -> None:
+        started["quick_task"].set()
+        await quick_may_finish.wait()
+
+    @registry.job("endless_task", params=NoParams, max_attempts=1)
+    async def endless_task(params: NoParams, ctx: JobContext) -> None:
+        started["endless_task"].set()
+        await asyncio.Event().wait()
+
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        registry.sync(conn)
+        jobs = {
+            row[1]: Dispatched(row[0], row[1])
+            for row in conn.execute(
+                "insert into public.jobs (user_id, job_type)"
+                " select %s, t from unnest(array['quick_task', 'endless_task']) t"
+                " returning id, job_type",
+                (DEMO_USER,),
+            )
+        }
+        late = conn.execute(
+            "insert into public.jobs (user_id, job_type) values (%s, 'quick_task') returning id",
+            (DEMO_USER,),
+        ).fetchone()
+    assert late is not None
+
+    async with Store.open(committed.url) as store:
+        executor = LocalExecutor(
+            Runner(store, registry, "test-worker"), max_concurrency=4, max_per_type=4
+        )
+        assert await executor.submit(list(jobs.values())) == []
+        for event in started.values():
+            await event.wait()
+        closing = asyncio.create_task(executor.aclose(grace_seconds=1.0))
+        await asyncio.sleep(0)  # aclose stops taking work before its first await
+        # A doorbell that rings while the executor shuts down is turned away, not run.
+        turned_away = [Dispatched(late[0], "quick_task")]
+        assert await executor.submit(turned_away) == turned_away
+        quick_may_finish.set()  # within the grace period
+        await closing
+
+    with psycopg.connect(committed.url) as conn:
+        rows = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                "select job_type, status::text, attempt, max_attempts, errors from public.jobs"
+                " where id = any(%s)",
+                ([job.id for job in jobs.values()],),
+            )
+        }
+        late_status = conn.execute(
+            "select status::text, attempt from public.jobs where id = %s", (late[0],)
+        ).fetchone()
+    assert rows["quick_task"][:3] == ("completed", 1, 1)
+    status, attempt, max_attempts, errors = rows["endless_task"]
+    assert (status, attempt, max_attempts) == ("pending", 1, 2)
+    assert [e["kind"] for e in errors] == ["released"]
+    assert late_status == ("pending", 0)

@@ -153,6 +153,7 @@ BY_ID = {
     "heartbeat": "select * from jobhook.heartbeat(%(running)s::uuid, 1)",
     "fail": "select jobhook.fail(%(running)s::uuid, 1, 'boom', true)",
     "cancel": "select jobhook.cancel(%(pending)s::uuid)",
+    "release": "select jobhook.release(%(running)s::uuid, 1)",
     # The owner asks, then the runner acknowledges that it stopped the attempt.
     "cancel_then_acknowledge": "select jobhook.cancel(%(running)s::uuid);"
     " select jobhook.cancel(%(running)s::uuid, 1)",

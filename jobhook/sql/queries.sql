@@ -24,6 +24,9 @@ select id from jobhook.complete_many(%(outcomes)s) as c (id);
 -- name: fail
 select jobhook.fail(%(id)s, %(attempt)s, %(message)s, %(retryable)s, %(kind)s)::text;
 
+-- name: release
+select jobhook.release(%(id)s, %(attempt)s, %(reason)s)::text;
+
 -- name: acknowledge_cancel
 select jobhook.cancel(%(id)s, %(attempt)s)::text;
 

@@ -1,10 +1,12 @@
 """The app (and, unless told otherwise, the delivery worker) as a process of its own, so the
-chaos suite can kill it with -9. `python -m tests.chaos.app_process URL PORT [--no-delivery]`."""
+chaos suite can kill it with -9, or stop it with Ctrl-C (SIGINT) or SIGTERM as a deploy does.
+`python -m tests.chaos.app_process URL PORT [--no-delivery]`."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 
 import uvloop
@@ -22,10 +24,19 @@ async def main(database_url: str, port: int, delivery: bool) -> None:
     settings = Settings(DATABASE_URL=database_url)
     app = create_app(settings, job_registry=registry, configure_logging=False)
     server = app_server(app, "127.0.0.1", port)
-    tasks = [asyncio.create_task(server.serve())]
-    if delivery:
-        tasks.append(asyncio.create_task(DeliveryWorker(database_url).run()))
-    await asyncio.gather(*tasks)
+
+    def stop() -> None:
+        server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    worker = asyncio.create_task(DeliveryWorker(database_url).run()) if delivery else None
+    # The app's shutdown (its lifespan) hands back the attempts it could not finish in time.
+    await server.serve()
+    if worker is not None:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
 
 
 if __name__ == "__main__":

@@ -38,14 +38,21 @@ class Chaos:
     def url(self) -> str:
         return self.cluster.url
 
-    def start_app(self, *, delivery: bool = True) -> subprocess.Popen[bytes]:
+    def start_app(
+        self, *, delivery: bool = True, environment: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """The app (and the delivery worker) in a process of its own; ready when returned."""
         command = [sys.executable, "-m", "tests.chaos.app_process", self.url, str(self.app_port)]
         if not delivery:
             command.append("--no-delivery")
         log = (self.cluster.root / "app.log").open("ab")
         process = subprocess.Popen(  # noqa: S603
-            command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(environment or {})},
         )
         log.close()
         self.processes.append(process)
@@ -64,6 +71,11 @@ class Chaos:
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
+
+    def interrupt(self, process: subprocess.Popen[bytes], *, within: float = 30) -> int:
+        """Ctrl-C, as a terminal sends it (or a deploy's SIGTERM): wait for a clean exit."""
+        os.killpg(process.pid, signal.SIGINT)
+        return process.wait(within)
 
     def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.url, autocommit=True) as conn:

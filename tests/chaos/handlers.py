@@ -59,6 +59,12 @@ async def sleepy(params: SleepyParams, ctx: JobContext) -> dict[str, int]:
     return {"attempt": ctx.attempt}
 
 
+@registry.job(name="sleepy_once", timeout_seconds=120, max_attempts=1)
+async def sleepy_once(params: SleepyParams, ctx: JobContext) -> dict[str, int]:
+    """`sleepy` with a budget of one attempt: losing that attempt would fail the job."""
+    return await sleepy(params, ctx)
+
+
 class FlakyParams(BaseModel):
     n: int
     fail_per_mille: int = 300

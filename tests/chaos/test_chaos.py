@@ -93,6 +93,44 @@ async def test_app_killed_mid_job_is_rescued_and_completed_on_the_next_attempt(
     assert sorted((a, n) for _, a, n in executions(chaos)) == [(1, 1), (2, 1)]
 
 
+async def test_a_deploy_hands_running_jobs_back_and_the_next_app_finishes_them(
+    chaos: Chaos,
+) -> None:
+    """Ctrl-C mid-job (what a deploy does with SIGTERM): the app stops taking work, gives the
+    attempt its grace period, then releases it. The job has one attempt in its budget and a 5 s
+    lease: it must neither fail nor wait for the lease, and run once more, to completion."""
+    app = chaos.start_app(environment={"JOBHOOK_SHUTDOWN_GRACE_SECONDS": "0.5"})
+    [job] = enqueue(chaos, "sleepy_once", [{"seconds": 60, "sleep_on_attempts": [1]}])
+    await eventually(
+        lambda: chaos.sql("select progress from public.jobs where id = %s", (job,))[0][0] == 10,
+        within=15,
+        what="the job starting",
+    )
+    assert chaos.interrupt(app) == 0
+    [(status, attempt, max_attempts, errors)] = chaos.sql(
+        "select status::text, attempt, max_attempts, errors from public.jobs where id = %s",
+        (job,),
+    )
+    assert (status, attempt, max_attempts) == ("pending", 1, 2)
+    assert [(e["attempt"], e["kind"]) for e in errors] == [(1, "released")]
+
+    chaos.start_app()
+    await eventually(
+        lambda: (
+            chaos.sql("select status::text from public.jobs where id = %s", (job,))[0][0]
+            == "completed"
+        ),
+        within=30,
+        what="attempt 2 completing",
+    )
+    [(attempt, max_attempts, errors)] = chaos.sql(
+        "select attempt, max_attempts, errors from public.jobs where id = %s", (job,)
+    )
+    assert (attempt, max_attempts) == (2, 2)
+    assert [e["kind"] for e in errors] == ["released"]  # no lease expiry, no failure
+    assert sorted((a, n) for _, a, n in executions(chaos)) == [(1, 1), (2, 1)]
+
+
 async def test_jobs_inserted_while_the_endpoint_is_down_are_redelivered(chaos: Chaos) -> None:
     # The delivery worker runs, the app does not: every doorbell meets a closed port.
     worker = DeliveryWorker(chaos.url)
