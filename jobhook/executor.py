@@ -193,7 +193,6 @@ class LocalExecutor:
             await asyncio.wait(set(self._tasks), timeout=grace_seconds)
         if self._tasks:
             log.info("releasing unfinished attempts", attempts=len(self._tasks))
-        self.runner.stopping = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(

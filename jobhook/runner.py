@@ -87,9 +87,6 @@ class Runner:
         # Told when an attempt goes back to pending, so whoever rings for due jobs looks again.
         self.on_retry = on_retry
         self.completions = Completions(store)
-        # Set while the process shuts down: an attempt cancelled from outside is then released
-        # (back to pending, its attempt not spent) instead of being left to its lease.
-        self.stopping = False
 
     async def run_many(self, job_ids: list[UUID]) -> list[Outcome]:
         """Claim many jobs in one round trip and run them concurrently."""
@@ -133,7 +130,7 @@ class Runner:
         started = time.perf_counter()
         failure: tuple[str, bool, str] | None = None
         stopped = False  # the handler was stopped for its owner's cancel request, or a lost lease
-        released = False  # the process is shutting down and cancelled the attempt
+        released = False  # cancelled from outside: the process is shutting down
         try:
             try:
                 result = await self._call(job_type, params, ctx)
@@ -146,10 +143,11 @@ class Runner:
                     attempt.uncancel()
         except asyncio.CancelledError:
             if heartbeat.cancels_issued == 0 or attempt.cancelling():
-                # Cancelled from outside, perhaps as well as by the heartbeat. A shutdown hands
-                # the attempt back; anything else leaves it to the lease.
-                if not self.stopping:
-                    raise
+                # Cancelled from outside, perhaps as well as by the heartbeat: the process is
+                # shutting down (the executor's aclose, or Modal stopping the container with
+                # SIGINT, which cancels each running input). The attempt is handed back rather
+                # than left to run out its lease; the write still runs, since a task that has
+                # caught its cancellation may await.
                 attempt.uncancel()
                 released = True
             elif heartbeat.timed_out and not heartbeat.lost and not ctx.cancelled:

@@ -18,7 +18,18 @@ async def run_jobs(job_ids: list[str], registry: Registry, settings: Settings) -
     spawn that Modal retries or that a duplicated webhook caused runs nothing twice.
     """
     runner = await _runner(settings.database_url, registry, settings.worker_id)
-    return await runner.run_many([UUID(job_id) for job_id in job_ids])
+    work = asyncio.ensure_future(runner.run_many([UUID(job_id) for job_id in job_ids]))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        # Modal stops a container (a deploy, a scale-down, preemption) with SIGINT, which
+        # cancels each running input, and kills it 30 s later. Within that, the attempts get
+        # the grace period to finish; the runner releases what is still running after it.
+        _, running = await asyncio.wait([work], timeout=settings.shutdown_grace_seconds)
+        if running:
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+        raise
 
 
 _runners: dict[tuple[str, int, int], Runner] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,8 @@ from jobhook.executor import Dispatched, ModalExecutor
 from jobhook.registry import registry
 from tests.conftest import Stack, insert_job
 from tests.test_webhook_security import dispatch_body, signed
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.commits
 
@@ -149,3 +152,45 @@ async def test_a_failed_spawn_leaves_the_jobs_pending_for_the_sweep() -> None:
     jobs = [Dispatched(uuid4(), "cpu_job") for _ in range(3)]
     refused = await ModalExecutor({"cpu": Unavailable()}, local).submit(jobs)
     assert refused == jobs
+
+
+RUN_CPU_LOCALLY = """
+import asyncio, sys
+import modal_app
+asyncio.run(modal_app.run_cpu.local(sys.argv[1:]))
+"""
+
+
+async def test_a_runner_function_stopped_with_sigint_releases_its_attempt(
+    committed: Stack,
+) -> None:
+    """Modal stops a container with SIGINT, which cancels each running input; asyncio.run does
+    the same with the input run by `.local()` here. The attempt is handed back, not spent."""
+    import asyncio
+    import signal
+    import sys
+
+    from tests.conftest import wait_for_job
+
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        conn.execute("delete from vault.secrets where name = 'jobhook_webhook_url'")
+    job_id = insert_job(committed.url, "sample_task", {"steps": 600, "step_seconds": 0.1})
+    runner = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        RUN_CPU_LOCALLY,
+        str(job_id),
+        cwd=PROJECT_DIR,
+        env={**os.environ, "DATABASE_URL": committed.url, "JOBHOOK_SHUTDOWN_GRACE_SECONDS": "0.5"},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_for_job(committed.url, job_id, lambda row: row["progress"] > 0, within=30)
+        runner.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(runner.communicate(), 30)
+    finally:
+        if runner.returncode is None:
+            runner.kill()
+    row = await wait_for_job(committed.url, job_id, lambda row: row["status"] != "processing")
+    assert (row["status"], row["attempt"], row["max_attempts"]) == ("pending", 1, 4), stderr
+    assert [e["kind"] for e in row["errors"]] == ["released"]
