@@ -43,7 +43,7 @@ update public.jobs set status = 'completed', progress = 100, finished_at = now()
 select is(
   jobhook.sweep(),
   '{"rescued": 3, "failed_undelivered": 1, "failed_not_started": 1, "dispatched": 2,
-    "pruned": 1}'::jsonb,
+    "pruned": 1, "history_pruned": 0, "deliveries_stalled": false}'::jsonb,
   'the sweep reports what it did'
 );
 
@@ -139,7 +139,7 @@ select is(
 select is(
   jobhook.sweep(),
   '{"rescued": 0, "failed_undelivered": 0, "failed_not_started": 0, "dispatched": 0,
-    "pruned": 0}'::jsonb,
+    "pruned": 0, "history_pruned": 0, "deliveries_stalled": false}'::jsonb,
   'running the sweep again changes nothing'
 );
 

@@ -1,0 +1,103 @@
+"""Locks a client could take or hold cannot stop the sweep, another user's inserts or the claimer,
+and the per-user quota holds under REPEATABLE READ."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from tests.conftest import DEMO_USER, Stack, act_as_user
+
+pytestmark = pytest.mark.commits
+
+OTHER_USER = "00000000-0000-4000-8000-0000000000c1"
+
+
+def client(url: str, user_id: str = DEMO_USER) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(url)
+    act_as_user(conn, user_id)
+    return conn
+
+
+def test_advisory_locks_a_client_takes_stop_neither_the_sweep_nor_inserts(
+    committed: Stack,
+) -> None:
+    # The keys jobhook once serialized on: any role may take an advisory lock.
+    with client(committed.url) as attacker:
+        attacker.execute(
+            "select pg_advisory_lock(hashtext('jobhook.sweep')),"
+            " pg_advisory_lock(hashtextextended('jobhook.quota:' || %s, 0))",
+            (DEMO_USER,),
+        )
+        with psycopg.connect(committed.url, autocommit=True) as ops:
+            ops.execute("set statement_timeout = '3s'")
+            [(summary,)] = ops.execute("select jobhook.sweep()").fetchall()
+        assert "skipped" not in summary
+        with client(committed.url) as user:
+            user.execute("set local statement_timeout = '3s'")
+            user.execute("insert into public.jobs (job_type) values ('sample_task')")
+            user.commit()
+
+
+def test_the_quota_holds_under_repeatable_read(committed: Stack) -> None:
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        conn.execute("update jobhook.settings set max_unfinished_per_user = 3")
+    # Six transactions take their snapshots before any of them inserts, so none can see the
+    # others' jobs; then they insert and commit in turn.
+    sessions = [psycopg.connect(committed.url) for _ in range(6)]
+    outcomes = []
+    try:
+        for conn in sessions:
+            conn.execute("set transaction isolation level repeatable read")
+            act_as_user(conn, DEMO_USER)
+            conn.execute("select count(*) from public.jobs").fetchone()
+        for conn in sessions:
+            try:
+                conn.execute("insert into public.jobs (job_type) values ('sample_task')")
+                conn.commit()
+                outcomes.append("inserted")
+            except psycopg.errors.SerializationFailure:
+                conn.rollback()
+                outcomes.append("retry")
+    finally:
+        for conn in sessions:
+            conn.close()
+    with psycopg.connect(committed.url) as conn:
+        [(jobs,)] = conn.execute("select count(*) from public.jobs").fetchall()
+    assert jobs <= 3, outcomes
+    assert outcomes[0] == "inserted"
+    assert "retry" in outcomes
+
+
+def test_a_client_holding_its_own_row_locked_does_not_stall_the_claimer(
+    committed: Stack,
+) -> None:
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        held, free = (
+            UUID(str(row[0]))
+            for row in conn.execute(
+                "insert into public.jobs (user_id, job_type)"
+                " select %s, 'sample_task' from generate_series(1, 2) returning id",
+                (DEMO_USER,),
+            )
+        )
+    with client(committed.url) as owner:
+        # The owner may lock its own row: it holds UPDATE on cancel_requested_at.
+        owner.execute("select id from public.jobs where id = %s for update", (held,))
+        with psycopg.connect(committed.url, autocommit=True) as runner:
+            runner.execute("set statement_timeout = '3s'")
+            claimed = [
+                row[0]
+                for row in runner.execute(
+                    "select id from jobhook.claim(%s::uuid[], 'test')", ([held, free],)
+                )
+            ]
+    assert claimed == [free]
+    with psycopg.connect(committed.url) as conn:
+        [(status,)] = conn.execute(
+            "select status::text from public.jobs where id = %s", (held,)
+        ).fetchall()
+    assert status == "pending"  # skipped, for a later claim
