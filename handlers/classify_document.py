@@ -19,7 +19,6 @@ address a name resolved to, the server's answer) goes to the log.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections import Counter
 from typing import Any, Self
@@ -66,7 +65,8 @@ async def classify_document(params: ClassifyParams, ctx: JobContext) -> dict[str
         )
     else:
         assert params.storage_path is not None
-        document = await storage().read(params.storage_path, ctx.job.user_id, log=ctx.log)
+        storage = outbound.Storage.from_env(LIMITS)
+        document = await storage.read(params.storage_path, ctx.user_id, log=ctx.log)
     await ctx.progress(50, f"fetched {len(document.body)} bytes")
     if not document.content_type.startswith(TEXT_TYPES):
         raise PermanentJobError(f"cannot read {document.content_type} documents; send text")
@@ -81,17 +81,6 @@ async def classify_document(params: ClassifyParams, ctx: JobContext) -> dict[str
         "content_type": document.content_type,
         "sha256": hashlib.sha256(document.body).hexdigest(),
     }
-
-
-def storage() -> outbound.Storage:
-    supabase_url = os.environ.get("SUPABASE_URL")
-    key = os.environ.get("SUPABASE_SERVICE_ROLE_KEY")
-    if not supabase_url or not key:
-        raise PermanentJobError(
-            "storage_path needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY in the runner's "
-            "environment (the Modal secret)"
-        )
-    return outbound.Storage(supabase_url, key, limits=LIMITS)
 
 
 def classify(text: str) -> tuple[str, dict[str, float], int]:

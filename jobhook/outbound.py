@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import re
 import socket
 import ssl
@@ -637,6 +638,18 @@ class Storage:
     service_key: str = field(repr=False)
     limits: Limits = DEFAULT_LIMITS
     verify: ssl.SSLContext | bool = True
+
+    @classmethod
+    def from_env(cls, limits: Limits = DEFAULT_LIMITS) -> Storage:
+        """SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY, from the runner's Modal secret."""
+        url = os.environ.get("SUPABASE_URL")
+        key = os.environ.get("SUPABASE_SERVICE_ROLE_KEY")
+        if not url or not key:
+            raise PermanentJobError(
+                "reading Storage needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY in the runner's "
+                "environment (the Modal secret)"
+            )
+        return cls(url, key, limits=limits)
 
     async def read(self, path: str, owner: UUID | None, *, log: Log | None = None) -> Fetched:
         """The file at `path` (a `StoragePath`), if it is in `owner`'s folder."""

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import BaseModel, ValidationError
 
-from jobhook import outbound
+from jobhook import PermanentJobError, outbound
 from jobhook.outbound import Address, AddressPolicy, Failed, Limits, Refused, Unavailable
 from tests.conftest import QuietHandler, http_server
 
@@ -729,3 +729,12 @@ async def test_storage_errors_are_public_and_their_detail_is_logged(
         )
     assert str(raised.value) == error
     assert log.lines[0]["key"] == f"{OWNER}/{name}"
+
+
+def test_storage_from_env_needs_the_url_and_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUPABASE_URL", "https://project.supabase.co")
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", SERVICE_KEY)
+    assert outbound.Storage.from_env().url == "https://project.supabase.co"
+    monkeypatch.delenv("SUPABASE_SERVICE_ROLE_KEY")
+    with pytest.raises(PermanentJobError, match="SUPABASE_SERVICE_ROLE_KEY"):
+        outbound.Storage.from_env()
