@@ -444,6 +444,9 @@ async def _target(
 
     address = _literal_address(name)
     if address is None:
+        if "%" in name:
+            # A resolver takes "%6c" literally while a reader sees "l": neither is a name.
+            raise Refused("the URL's host is not valid", url=url)
         if (reason := _name_refusal(name)) is not None:
             raise Refused(f"{subject} host is not allowed ({reason})", url=url, reason=reason)
         try:

@@ -176,6 +176,7 @@ REFUSED_URLS = [
     ("http://0177.0.0.01:{port}/doc", "the URL is not valid"),
     ("http://0177.1:{port}/doc", LOOPBACK_REFUSED),
     ("http://127.0.0.1.:{port}/doc", LOOPBACK_REFUSED),
+    ("http://127.0.0.%31:{port}/doc", LOOPBACK_REFUSED),
     ("http://[::1]:{port}/doc", LOOPBACK_REFUSED),
     ("http://[0:0:0:0:0:0:0:1]:{port}/doc", LOOPBACK_REFUSED),
     ("http://[::ffff:127.0.0.1]:{port}/doc", LOOPBACK_REFUSED),
@@ -234,6 +235,7 @@ REFUSED_URLS = [
     ("http://1.2.3.4.5/", "the URL's host is not a valid address"),
     ("http://4294967296/", "the URL's host is not a valid address"),
     ("http://08.0.0.1/", "the URL is not valid"),
+    ("http://docs.loc%61lhost:{port}/doc", "the URL's host is not valid"),
 ]  # fmt: skip
 
 
