@@ -1,25 +1,36 @@
 """classify_document: real work in the handler pattern — fetch a document, read it, label it.
 
-The document comes from a URL or from Supabase Storage (`storage_path` = "<bucket>/<path>", read
-with the service role key, as a backend reads private files). Failures are sorted the way a
-runner needs them: a missing or oversized document can never succeed (PermanentJobError, no
-retry); a timeout or a 5xx may succeed later (JobError, retried with backoff).
+The document comes from one of two places, both named by the job's owner and both read through
+`jobhook.outbound`, which keeps a user from steering the runner anywhere else:
+
+- `url`: an http(s) URL on a public address. Loopback, private, link-local and metadata addresses
+  are refused in any spelling, and so is a redirect to one.
+- `storage_path`: `<bucket>/<user id>/<name>`, a file in the owner's own folder of a Supabase
+  Storage bucket, the folder convention of Storage's RLS examples. It is read with the service
+  role key, so the user id must be the job owner's: another user's folder, `..`, `.`, empty
+  segments, backslashes and percent-encoding are refused.
+
+Failures are sorted the way a runner needs them: a refused, missing or oversized document can
+never succeed (PermanentJobError, no retry); a timeout or a 5xx may succeed later (JobError,
+retried with backoff). Every message is written for the job's owner; what the runner saw (the
+address a name resolved to, the server's answer) goes to the log.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections import Counter
 from typing import Any, Self
 
-import httpx
 from pydantic import BaseModel, Field, HttpUrl, model_validator
 
-from jobhook import JobContext, JobError, PermanentJobError, job
+from jobhook import JobContext, PermanentJobError, job, outbound
 
 MAX_BYTES = 10 * 1024 * 1024
+LIMITS = outbound.Limits(max_bytes=MAX_BYTES, total_seconds=60)
+# Which addresses `url` may reach. Public only; the tests widen it to reach their own servers.
+ADDRESSES = outbound.PUBLIC_ONLY
 TEXT_TYPES = ("text/", "application/json", "application/xml")
 
 # Words that mark each kind of document; the label is the kind with the most hits per word.
@@ -32,11 +43,9 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
 
 
 class ClassifyParams(BaseModel):
-    url: HttpUrl | None = Field(None, description="fetch the document from this URL")
-    storage_path: str | None = Field(
-        None,
-        pattern=r"^[a-z0-9][a-z0-9._-]*/.+$",
-        description="or from Supabase Storage: <bucket>/<path>",
+    url: HttpUrl | None = Field(None, description="fetch the document from this public URL")
+    storage_path: outbound.StoragePath | None = Field(
+        None, description="or from Supabase Storage: <bucket>/<your user id>/<name>"
     )
 
     @model_validator(mode="after")
@@ -50,64 +59,28 @@ class ClassifyParams(BaseModel):
 async def classify_document(params: ClassifyParams, ctx: JobContext) -> dict[str, Any]:
     """Fetch a document by URL or Storage path and label it: invoice, contract, resume, report."""
     await ctx.progress(5, "fetching")
-    body, content_type = await fetch(params)
-    await ctx.progress(50, f"fetched {len(body)} bytes")
-    if not content_type.startswith(TEXT_TYPES):
-        raise PermanentJobError(f"cannot read {content_type} documents; send text")
-    text = body.decode("utf-8", errors="replace")
+    if params.url is not None:
+        document = await outbound.fetch(
+            str(params.url), policy=ADDRESSES, limits=LIMITS, log=ctx.log
+        )
+    else:
+        assert params.storage_path is not None
+        storage = outbound.Storage.from_env(LIMITS)
+        document = await storage.read(params.storage_path, ctx.user_id, log=ctx.log)
+    await ctx.progress(50, f"fetched {len(document.body)} bytes")
+    if not document.content_type.startswith(TEXT_TYPES):
+        raise PermanentJobError(f"cannot read {document.content_type} documents; send text")
+    text = document.body.decode("utf-8", errors="replace")
     label, scores, words = classify(text)
     await ctx.progress(100, f"labelled {label}")
     return {
         "label": label,
         "scores": scores,
         "words": words,
-        "bytes": len(body),
-        "content_type": content_type,
-        "sha256": hashlib.sha256(body).hexdigest(),
+        "bytes": len(document.body),
+        "content_type": document.content_type,
+        "sha256": hashlib.sha256(document.body).hexdigest(),
     }
-
-
-async def fetch(params: ClassifyParams) -> tuple[bytes, str]:
-    url, headers = source(params)
-    try:
-        async with (
-            httpx.AsyncClient(timeout=30, follow_redirects=True) as client,
-            client.stream("GET", url, headers=headers) as reply,
-        ):
-            if reply.status_code in (401, 403, 404, 410):
-                raise PermanentJobError(f"the document is not available: HTTP {reply.status_code}")
-            if reply.status_code >= 400:
-                raise JobError(f"fetching the document failed: HTTP {reply.status_code}")
-            declared = reply.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > MAX_BYTES:
-                raise PermanentJobError(f"the document is {declared} bytes, over {MAX_BYTES}")
-            body = bytearray()
-            async for chunk in reply.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_BYTES:
-                    raise PermanentJobError(f"the document is over {MAX_BYTES} bytes")
-            content_type = reply.headers.get("content-type", "application/octet-stream")
-            return bytes(body), content_type.split(";")[0].strip().lower()
-    except httpx.TimeoutException as exc:
-        raise JobError(f"fetching the document timed out: {exc}") from exc
-    except httpx.TransportError as exc:
-        raise JobError(f"fetching the document failed: {exc}") from exc
-
-
-def source(params: ClassifyParams) -> tuple[str, dict[str, str]]:
-    if params.url is not None:
-        return str(params.url), {}
-    supabase_url = os.environ.get("SUPABASE_URL")
-    key = os.environ.get("SUPABASE_SERVICE_ROLE_KEY")
-    if not supabase_url or not key:
-        raise PermanentJobError(
-            "storage_path needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY in the runner's "
-            "environment (the Modal secret)"
-        )
-    # Supabase Storage's API for a private object:
-    # GET /storage/v1/object/authenticated/<bucket>/<path>
-    url = f"{supabase_url.rstrip('/')}/storage/v1/object/authenticated/{params.storage_path}"
-    return url, {"Authorization": f"Bearer {key}", "apikey": key}
 
 
 def classify(text: str) -> tuple[str, dict[str, float], int]:
