@@ -44,7 +44,7 @@ class JobCreate(BaseModel):
                 {"job_type": "sample_task", "job_parameters": {"steps": 5, "step_seconds": 0.2}},
                 {
                     "job_type": "classify_document",
-                    "payload": {"storage_path": "documents/invoice-2041.txt"},
+                    "payload": {"storage_path": "documents/<your user id>/invoice-2041.txt"},
                     "idempotency_key": "invoice-2041",
                 },
             ],
