@@ -20,7 +20,7 @@ import structlog
 from jobhook import vault
 from jobhook.config import Settings
 from jobhook.executor import Executor, LocalExecutor
-from jobhook.registry import Registry
+from jobhook.registry import SERVE_SECONDS, Registry
 from jobhook.runner import Runner, new_worker_id
 from jobhook.store import Store
 from jobhook.webhook import Verifier
@@ -30,6 +30,8 @@ log = structlog.get_logger("jobhook.app")
 # How often due jobs (delayed, retries after backoff) are looked for; pg_cron's sweep is the
 # once-a-minute safety net behind this.
 TICK_SECONDS = 1.0
+# How often a live app renews its job types, well inside the time a renewal holds.
+RENEW_SECONDS = 60.0
 GC_THRESHOLD = 20_000
 
 ExecutorFactory = Callable[["Runtime"], Executor]
@@ -94,7 +96,7 @@ class Runtime:
         with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
             disabled = self.registry.sync(conn)
             if disabled:
-                log.warning("job types without a handler were disabled", job_types=disabled)
+                log.warning("job types no deployment serves were disabled", job_types=disabled)
             minutes = self.settings.job_stuck_timeout_minutes
             if minutes is not None:
                 conn.execute("update jobhook.settings set stuck_timeout_minutes = %s", (minutes,))
@@ -121,12 +123,31 @@ class Runtime:
             if next_due_in is not None:
                 pause = min(TICK_SECONDS, max(0.001, next_due_in.total_seconds()))
 
+    async def _renew_job_types(self) -> None:
+        """Say every minute that this deployment still serves its job types, so that a newer
+        deployment starting beside it does not disable them (see jobhook.registry)."""
+        await self._ready.wait()  # the start-up sync wrote them just now
+        names = [job_type.name for job_type in self.registry]
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            try:
+                disabled = await self.store.renew_job_types(names, SERVE_SECONDS)
+            except psycopg.Error as exc:
+                log.warning("renewing the job types failed", error=str(exc))
+                continue
+            if disabled:
+                log.warning("job types no deployment serves were disabled", job_types=disabled)
+
     @contextlib.asynccontextmanager
     async def running(self, executor_factory: ExecutorFactory | None) -> AsyncIterator[Runtime]:
         tune_garbage_collector()
         await self.store.pool.open(wait=False)
         self.executor = (executor_factory or local_executor)(self)
-        self._tasks = [asyncio.create_task(self._warm_up()), asyncio.create_task(self._tick())]
+        self._tasks = [
+            asyncio.create_task(self._warm_up()),
+            asyncio.create_task(self._tick()),
+            asyncio.create_task(self._renew_job_types()),
+        ]
         try:
             yield self
         finally:

@@ -360,7 +360,7 @@ def sync_types() -> None:
     for job_type in registry:
         console.print(f"[green]synced[/] {job_type.name} (tier {job_type.tier})")
     for name in disabled:
-        console.print(f"[yellow]disabled[/] {name} (no handler)")
+        console.print(f"[yellow]disabled[/] {name} (no live deployment serves it)")
 
 
 @types_app.command("list")

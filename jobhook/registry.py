@@ -5,8 +5,9 @@
 
 The name defaults to the function's, the parameter model to the first argument's annotation.
 The registry is the source of truth for `jobhook.job_types`: `sync` writes every registered type
-there (enabled) and disables the types that are no longer registered, so clients cannot enqueue
-work that no deployed handler would run.
+there (enabled, served by this deployment), and every live deployment renews its types each
+minute; a type that no deployment renews is disabled, so clients cannot enqueue work that no
+deployed handler would run, while a rolling deploy's old and new versions both keep theirs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 import psycopg
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
+
+from jobhook.store import queries
 
 if TYPE_CHECKING:
     from jobhook.context import JobContext
@@ -66,32 +69,9 @@ class JobType:
         }
 
 
-SYNC = """
-insert into jobhook.job_types as t
-  (name, enabled, max_attempts, timeout_seconds, backoff_base_seconds, backoff_max_seconds,
-   max_unfinished_per_user, tier, params_schema, description, updated_at)
-values
-  (%(name)s, true, %(max_attempts)s, %(timeout_seconds)s, %(backoff_base_seconds)s,
-   %(backoff_max_seconds)s, %(max_unfinished_per_user)s, %(tier)s, %(params_schema)s,
-   %(description)s, now())
-on conflict (name) do update set
-  enabled = true,
-  max_attempts = excluded.max_attempts,
-  timeout_seconds = excluded.timeout_seconds,
-  backoff_base_seconds = excluded.backoff_base_seconds,
-  backoff_max_seconds = excluded.backoff_max_seconds,
-  max_unfinished_per_user = excluded.max_unfinished_per_user,
-  tier = excluded.tier,
-  params_schema = excluded.params_schema,
-  description = excluded.description,
-  updated_at = now()
-"""
-
-DISABLE_OTHERS = """
-update jobhook.job_types set enabled = false, updated_at = now()
- where enabled and name <> all(%(names)s)
-returning name
-"""
+# How long a deployment's word that it serves its types holds; it renews it every minute, so
+# a type outlives the last deployment that ran it by this much, no more.
+SERVE_SECONDS = 300
 
 
 class Registry:
@@ -159,11 +139,22 @@ class Registry:
         return register
 
     def sync(self, conn: psycopg.Connection[Any]) -> list[str]:
-        """Write the registered types to jobhook.job_types; return the names disabled."""
+        """Write the registered types to jobhook.job_types as served by this deployment, and
+        disable the types no live deployment serves any more; return the names disabled.
+
+        Types another live deployment still renews stay enabled: while a deploy rolls, the old
+        version's types are not taken away from it."""
+        serve = {"serve_seconds": SERVE_SECONDS}
         with conn.transaction(), conn.cursor() as cursor:
-            cursor.executemany(SYNC, [t.row() for t in self])
-            cursor.execute(DISABLE_OTHERS, {"names": [t.name for t in self]})
-            return [str(row[0]) for row in cursor.fetchall()]
+            cursor.executemany(queries()["sync_job_type"], [t.row() | serve for t in self])
+            return self._renew(cursor)
+
+    def _renew(self, cursor: psycopg.Cursor[Any]) -> list[str]:
+        cursor.execute(
+            queries()["renew_job_types"],
+            {"names": [t.name for t in self], "serve_seconds": SERVE_SECONDS},
+        )
+        return [str(row[0]) for row in cursor.fetchall()]
 
 
 def _params_model(handler: Callable[..., Any]) -> type[BaseModel]:

@@ -164,6 +164,12 @@ class Store:
         [row] = await self._all("dispatch_due", {})
         return int(row["dispatched"]), row["next_due_in"]
 
+    async def renew_job_types(self, names: list[str], serve_seconds: int) -> list[str]:
+        """This deployment still serves these types; return the types nobody serves any more,
+        now disabled (see jobhook.registry)."""
+        rows = await self._all("renew_job_types", {"names": names, "serve_seconds": serve_seconds})
+        return [row["name"] for row in rows]
+
     async def vault_secret(self, name: str, *, acquire_within: float | None = None) -> str | None:
         value = await self._value("vault_secret", {"name": name}, acquire_within)
         return None if value is None else str(value)

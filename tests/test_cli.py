@@ -112,7 +112,13 @@ def test_another_users_job_does_not_exist_for_you(cli: CliRunner, committed: Sta
     assert str(theirs) not in listed.stdout
 
 
-def test_types_sync_and_sweep(cli: CliRunner) -> None:
+def test_types_sync_and_sweep(cli: CliRunner, committed: Stack) -> None:
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        # one_shot was served by a deployment that is gone: its renewal has run out.
+        conn.execute(
+            "update jobhook.job_types set served_until = now() - interval '1 s'"
+            " where name = 'one_shot'"
+        )
     synced = cli.invoke(app, ["types", "sync"])
     assert synced.exit_code == 0
     assert "synced sample_task" in synced.stdout

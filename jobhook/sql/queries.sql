@@ -95,3 +95,43 @@ select extract(epoch from now() - min(run_at) filter (where status = 'pending' a
 
 -- name: sweep
 select jobhook.sweep() as summary;
+
+-- The job type catalogue, written by each deployment (jobhook.registry).
+
+-- name: sync_job_type
+insert into jobhook.job_types as t
+  (name, enabled, max_attempts, timeout_seconds, backoff_base_seconds, backoff_max_seconds,
+   max_unfinished_per_user, tier, params_schema, description, served_until, updated_at)
+values
+  (%(name)s, true, %(max_attempts)s, %(timeout_seconds)s, %(backoff_base_seconds)s,
+   %(backoff_max_seconds)s, %(max_unfinished_per_user)s, %(tier)s, %(params_schema)s,
+   %(description)s, now() + make_interval(secs => %(serve_seconds)s), now())
+on conflict (name) do update set
+  enabled = true,
+  max_attempts = excluded.max_attempts,
+  timeout_seconds = excluded.timeout_seconds,
+  backoff_base_seconds = excluded.backoff_base_seconds,
+  backoff_max_seconds = excluded.backoff_max_seconds,
+  max_unfinished_per_user = excluded.max_unfinished_per_user,
+  tier = excluded.tier,
+  params_schema = excluded.params_schema,
+  description = excluded.description,
+  served_until = greatest(t.served_until, excluded.served_until),
+  updated_at = now();
+
+-- name: renew_job_types
+-- What a live deployment does every minute: it still serves its types (their options stay as
+-- the last deployment to start wrote them), and the types nobody renewed in time are disabled.
+with renewed as (
+  update jobhook.job_types t
+     set served_until = greatest(t.served_until, now() + make_interval(secs => %(serve_seconds)s))
+   where t.name = any(%(names)s)
+  returning t.name
+)
+update jobhook.job_types t
+   set enabled = false, updated_at = now()
+ where t.enabled
+   and t.served_until < now()
+   and t.name <> all(%(names)s)
+returning t.name;
+
