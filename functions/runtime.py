@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,8 @@ log = structlog.get_logger("jobhook.app")
 # How often due jobs (delayed, retries after backoff) are looked for; pg_cron's sweep is the
 # once-a-minute safety net behind this.
 TICK_SECONDS = 1.0
+# How often a doorbell that fails to verify may make the app re-read the secret in Vault.
+ROTATION_CHECK_SECONDS = 1.0
 # How often a live app renews its job types, well inside the time a renewal holds.
 RENEW_SECONDS = 60.0
 GC_THRESHOLD = 20_000
@@ -50,6 +53,9 @@ class Runtime:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _schedule_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # The secrets the verifier holds, and when Vault was last asked for a rotated one.
+    _verified_with: list[str] = field(default_factory=list)
+    _rotation_checked: float = float("-inf")
 
     @classmethod
     def create(cls, settings: Settings, registry: Registry) -> Runtime:
@@ -58,6 +64,27 @@ class Runtime:
         runtime = cls(settings, registry, store, Runner(store, registry, worker_id))
         runtime.runner.on_retry = runtime._schedule_changed.set
         return runtime
+
+    async def follow_rotation(self) -> bool:
+        """With the secret read from Vault (JOBHOOK_WEBHOOK_SECRETS unset): re-read it, at most
+        once per ROTATION_CHECK_SECONDS, and verify with the new one beside the old; True when
+        it changed. A doorbell that fails to verify calls this, so a secret rotated in Vault is
+        followed at the first doorbell it signs, while forged ones cost at most one read per
+        interval."""
+        if self.settings.webhook_secrets or self.verifier is None:
+            return False
+        now = time.monotonic()
+        if now - self._rotation_checked < ROTATION_CHECK_SECONDS:
+            return False
+        self._rotation_checked = now
+        secrets = await self.verify_secrets()
+        if not secrets or secrets[0] in self._verified_with:
+            return False
+        # The old secret stays accepted: doorbells it signed may still be on their way.
+        self._verified_with = [secrets[0], *self._verified_with][:2]
+        self.verifier = Verifier(self._verified_with)
+        log.info("the webhook secret was rotated in Vault; verifying with the new one")
+        return True
 
     async def verify_secrets(self) -> list[str]:
         """JOBHOOK_WEBHOOK_SECRETS, or else the signing secret the database uses, from Vault."""
@@ -80,6 +107,7 @@ class Runtime:
                     )
                 else:
                     self.verifier = Verifier(secrets)
+                    self._verified_with = secrets
                     self.not_ready = None
                     self._ready.set()
                     log.info("ready", job_types=sorted(t.name for t in self.registry))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import structlog
@@ -11,11 +13,14 @@ from pydantic import ValidationError
 
 from functions.deps import ExecutorDep, RuntimeDep
 from functions.errors import ApiError
+from functions.runtime import Runtime
 from jobhook import metrics
 from jobhook.executor import Dispatched
 from jobhook.webhook import DispatchEvent, InvalidWebhook, events
 
 router = APIRouter(tags=["webhooks"])
+# Inside the doorbell's timeout (jobhook.settings.dispatch_timeout_ms, 10 s by default).
+WARM_UP_WAIT_SECONDS = 5.0
 log = structlog.get_logger("jobhook.webhook")
 
 
@@ -32,11 +37,14 @@ async def receive_jobs(request: Request, runtime: RuntimeDep, executor: Executor
     # Bodies over 1 MiB never get here: BodyLimitMiddleware answers 413 while they stream in.
     body = await request.body()
     if runtime.verifier is None:
+        # pg_net never rings twice: a doorbell that arrives while the app starts waits for it,
+        # within the doorbell's own timeout, rather than being turned away.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(WARM_UP_WAIT_SECONDS):
+                await runtime.wait_ready()
+    if runtime.verifier is None:
         _reject("not_ready", 503, "service_unavailable", runtime.not_ready or "starting")
-    try:
-        runtime.verifier.verify(body, request.headers)  # type: ignore[union-attr]
-    except InvalidWebhook as exc:
-        _reject(exc.reason, 401, "invalid_signature", str(exc))
+    await _verify(runtime, body, request)
     try:
         event = events.validate_json(body)
     except ValidationError as exc:
@@ -58,6 +66,25 @@ async def receive_jobs(request: Request, runtime: RuntimeDep, executor: Executor
             deferred=len(deferred),
         )
     return {"accepted": len(event.jobs) - len(deferred), "deferred": len(deferred)}
+
+
+async def _verify(runtime: Runtime, body: bytes, request: Request) -> None:
+    """Verify with the app's secrets and, should the signature match none, once more after
+    following a rotation of the secret in Vault."""
+    verifier = runtime.verifier
+    assert verifier is not None
+    try:
+        verifier.verify(body, request.headers)
+        return
+    except InvalidWebhook as exc:
+        failure = exc
+    if failure.reason == "bad_signature" and await runtime.follow_rotation():
+        try:
+            runtime.verifier.verify(body, request.headers)  # type: ignore[union-attr]
+            return
+        except InvalidWebhook as exc:
+            failure = exc
+    _reject(failure.reason, 401, "invalid_signature", str(failure))
 
 
 def _reject(reason: str, status: int, code: str, message: str, details: Any = None) -> None:

@@ -14,9 +14,10 @@ import pytest
 from svix.webhooks import Webhook
 
 from functions.app import create_app
+from jobhook import vault
 from jobhook.cluster import free_port
 from jobhook.config import Settings
-from jobhook.stack import Served, serve
+from jobhook.stack import Served, app_server, serve
 from tests import handlers_for_tests
 from tests.conftest import Stack, finished, insert_job, wait_for_job
 
@@ -203,3 +204,52 @@ async def test_the_answer_comes_before_the_job_runs(committed: Stack, app_stack:
     assert rows == [(202,)]
     handlers_for_tests.gates[("inline", 1)].set()
     await wait_for_job(committed.url, job_id, finished)
+
+
+async def test_a_secret_rotated_in_vault_is_followed_and_the_old_one_still_verifies(
+    client: httpx.AsyncClient, committed: Stack
+) -> None:
+    old, new = committed.webhook_secret, vault.new_webhook_secret()
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        vault.write(conn, vault.WEBHOOK_SECRET, new)
+    ping = json.dumps({"type": "jobs.ping"}).encode()
+    rotated = await client.post("/webhooks/jobs", content=ping, headers=signed(new, ping))
+    assert rotated.status_code == 200, rotated.text
+    # Doorbells the database signed just before the rotation may still be on their way.
+    late = await client.post("/webhooks/jobs", content=ping, headers=signed(old, ping))
+    assert late.status_code == 200, late.text
+    forged = await client.post(
+        "/webhooks/jobs", content=ping, headers=signed(vault.new_webhook_secret(), ping)
+    )
+    assert_refused(forged, 401, "invalid_signature")
+
+
+async def test_a_doorbell_that_rings_while_the_app_starts_waits_for_it(committed: Stack) -> None:
+    # No signing secret in Vault yet: the app cannot verify until it has one.
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        conn.execute("delete from vault.secrets where name = %s", (vault.WEBHOOK_SECRET,))
+    settings = Settings(DATABASE_URL=committed.url)
+    app = create_app(settings, job_registry=handlers_for_tests.registry, configure_logging=False)
+    port = free_port()
+    server = app_server(app, "127.0.0.1", port)
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # noqa: ASYNC110 - uvicorn says so by a flag only
+            await asyncio.sleep(0.01)
+        ping = json.dumps({"type": "jobs.ping"}).encode()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            ringing = asyncio.create_task(
+                http.post(
+                    "/webhooks/jobs",
+                    content=ping,
+                    headers=signed(committed.webhook_secret, ping),
+                    timeout=10,
+                )
+            )
+            with psycopg.connect(committed.url, autocommit=True) as conn:
+                vault.write(conn, vault.WEBHOOK_SECRET, committed.webhook_secret)
+            reply = await ringing
+        assert reply.status_code == 200, reply.text
+    finally:
+        server.should_exit = True
+        await serving
