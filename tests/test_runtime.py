@@ -311,3 +311,30 @@ async def test_what_an_unexpected_exception_says_reaches_the_logs_not_the_owner(
     [line] = [line for line in json_logs() if line["event"] == "handler failed unexpectedly"]
     assert (line["job_id"], line["error"]) == (str(job_id), f"TimeoutError: {detail}")
     assert "Traceback" in line["exception"]
+
+
+async def test_a_user_deleted_while_their_job_runs_costs_no_error(
+    committed: Stack, app_stack: Served, json_logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    leaving = "00000000-0000-4000-8000-0000000000d1"
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        conn.execute(
+            "insert into auth.users (id, email) values (%s, 'leaving@example.com')", (leaving,)
+        )
+    job_id = insert_job(
+        committed.url, "gated", {"key": "deleted-user", "block_attempts": [1]}, user_id=leaving
+    )
+    await wait_for_job(committed.url, job_id, lambda row: row["status"] == "processing")
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        # The job goes with its user (on delete cascade).
+        conn.execute("delete from auth.users where id = %s", (leaving,))
+    lost_before = lost_attempts("gated")
+    handlers_for_tests.gates[("deleted-user", 1)].set()
+    async with asyncio.timeout(10):
+        while lost_attempts("gated") == lost_before:  # noqa: ASYNC110 - a metric, no event
+            await asyncio.sleep(0.02)
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        [(summary,)] = conn.execute("select jobhook.sweep()").fetchall()
+        assert conn.execute("select count(*) from public.jobs").fetchone() == (0,)
+    assert summary["rescued"] == 0
+    assert [line for line in json_logs() if line["level"] in ("error", "critical")] == []
