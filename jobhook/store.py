@@ -17,6 +17,7 @@ from typing import Any, LiteralString, cast
 from uuid import UUID
 
 import psycopg
+from psycopg import AsyncClientCursor
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -34,6 +35,11 @@ def queries() -> dict[str, LiteralString]:
         name: cast(LiteralString, body.strip())
         for name, body in zip(parts[::2], parts[1::2], strict=True)
     }
+
+
+@cache
+def limited_queries() -> dict[str, LiteralString]:
+    return {name: limited(body) for name, body in queries().items()}
 
 
 @dataclass(frozen=True)
@@ -77,13 +83,49 @@ class Heartbeat:
     lease_expires_at: datetime
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How long one runtime call may run, and wait for a lock, before the database ends it.
+
+    Set per transaction (SET LOCAL): Supavisor's transaction pooler hands each transaction any
+    server connection, so a session setting would hold for whoever runs there next, or not at
+    all. Without them a lock someone holds (a client locking its own row, an operator's open
+    transaction) makes every call that needs it wait, until the pool is empty."""
+
+    statement_timeout_ms: int = 30_000
+    lock_timeout_ms: int = 5_000
+
+
+def limited(body: LiteralString) -> LiteralString:
+    """`body` in a transaction of its own under the call's limits, all sent as one message:
+    the limits cost no round trip (the parameters are bound client-side, so that one message
+    may hold several statements)."""
+    return (
+        "begin;\n"
+        "set local statement_timeout = %(statement_timeout_ms)s;\n"
+        "set local lock_timeout = %(lock_timeout_ms)s;\n" + body.rstrip().rstrip(";") + ";\ncommit"
+    )
+
+
 class Store:
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], limits: Limits | None = None) -> None:
         self.pool = pool
+        self.limits = limits or Limits()
+        self._limits = {
+            "statement_timeout_ms": self.limits.statement_timeout_ms,
+            "lock_timeout_ms": self.limits.lock_timeout_ms,
+        }
 
     @classmethod
-    def open(cls, database_url: str, *, min_size: int = 2, max_size: int = 20) -> Store:
-        return cls(new_pool(database_url, min_size=min_size, max_size=max_size))
+    def open(
+        cls,
+        database_url: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 20,
+        limits: Limits | None = None,
+    ) -> Store:
+        return cls(new_pool(database_url, min_size=min_size, max_size=max_size), limits)
 
     async def __aenter__(self) -> Store:
         await self.pool.open()
@@ -96,8 +138,19 @@ class Store:
         self, name: str, params: dict[str, Any], acquire_within: float | None = None
     ) -> list[dict[str, Any]]:
         async with self.pool.connection(timeout=acquire_within) as conn:
-            cursor = await conn.execute(queries()[name], params)
-            rows: list[dict[str, Any]] = await cursor.fetchall()
+            cursor = AsyncClientCursor(conn, row_factory=dict_row)
+            try:
+                await cursor.execute(limited_queries()[name], params | self._limits)
+            except BaseException:
+                # The transaction the message began is left aborted, or half-sent.
+                await conn.rollback()
+                raise
+            rows: list[dict[str, Any]] = []
+            while True:  # begin, the two settings, the query, commit: one of them has rows
+                if cursor.description is not None:
+                    rows = await cursor.fetchall()
+                if not cursor.nextset():
+                    break
             return rows
 
     async def _value(

@@ -3,6 +3,7 @@ and the per-user quota holds under REPEATABLE READ."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import UUID
 
@@ -101,3 +102,27 @@ def test_a_client_holding_its_own_row_locked_does_not_stall_the_claimer(
             "select status::text from public.jobs where id = %s", (held,)
         ).fetchall()
     assert status == "pending"  # skipped, for a later claim
+
+
+async def test_a_runtime_call_waits_for_a_held_lock_no_longer_than_its_lock_timeout(
+    committed: Stack,
+) -> None:
+    from jobhook.store import Limits, Store
+
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        [(job_id,)] = conn.execute(
+            "insert into public.jobs (user_id, job_type) values (%s, 'sample_task') returning id",
+            (DEMO_USER,),
+        ).fetchall()
+    async with Store.open(
+        committed.url, min_size=1, max_size=1, limits=Limits(lock_timeout_ms=200)
+    ) as store:
+        [claimed] = await store.claim([job_id], "test")
+        with client(committed.url) as owner:
+            owner.execute("select id from public.jobs where id = %s for update", (job_id,))
+            # Without a lock timeout the heartbeat would wait as long as the owner holds on.
+            async with asyncio.timeout(5):
+                with pytest.raises(psycopg.errors.LockNotAvailable):
+                    await store.heartbeat(claimed)
+        # The connection went back to the pool clean, and the next call goes through.
+        assert await store.heartbeat(claimed) is not None
