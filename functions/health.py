@@ -3,13 +3,14 @@ the app depends on and answer 503 with the reason when something is missing."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
+from functions.auth import Authenticator, get_authenticator
 from functions.deps import RuntimeDep
 from jobhook import vault
 
@@ -33,7 +34,9 @@ async def health_db(runtime: RuntimeDep) -> Any:
 
 
 @router.get("/ready", responses={503: {"description": "not ready, with the reason"}})
-async def ready(runtime: RuntimeDep) -> Any:
+async def ready(
+    runtime: RuntimeDep, authenticator: Annotated[Authenticator, Depends(get_authenticator)]
+) -> Any:
     try:
         await runtime.store.ping(acquire_within=CHECK_TIMEOUT)
         url = await runtime.store.vault_secret(vault.WEBHOOK_URL, acquire_within=CHECK_TIMEOUT)
@@ -54,6 +57,8 @@ async def ready(runtime: RuntimeDep) -> Any:
         )
     if runtime.not_ready:
         return _unavailable(runtime.not_ready)
+    if problem := authenticator.not_configured:
+        return _unavailable(problem)
     return {"status": "ok", "database": "ok", "dispatch": "configured"}
 
 

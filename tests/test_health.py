@@ -10,7 +10,7 @@ from functions.app import create_app
 from jobhook.cluster import free_port
 from jobhook.config import Settings
 from jobhook.stack import Served
-from tests.conftest import Stack
+from tests.conftest import LOCAL_STACK, Stack
 
 pytestmark = pytest.mark.commits
 
@@ -39,7 +39,8 @@ async def test_ready_names_the_missing_vault_secret(committed: Stack, app_stack:
 
 async def test_an_unreachable_database_is_a_503_with_the_reason() -> None:
     dead = f"postgresql://postgres:postgres@127.0.0.1:{free_port()}/postgres"
-    app = create_app(Settings(DATABASE_URL=dead), configure_logging=False)
+    settings = Settings(DATABASE_URL=dead, **LOCAL_STACK)  # type: ignore[arg-type]
+    app = create_app(settings, configure_logging=False)
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
