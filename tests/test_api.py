@@ -297,3 +297,28 @@ async def test_service_endpoints_are_off_without_a_key(http: httpx.AsyncClient) 
         403,
         "service_api_disabled",
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/jobs", "GET, POST"),
+        ("PUT", "/jobs/00000000-0000-4000-8000-00000000d3e0", "GET"),
+        ("DELETE", "/jobs/00000000-0000-4000-8000-00000000d3e0", "GET"),
+        ("PATCH", "/jobs/not-even-a-uuid", "GET"),
+        ("GET", "/jobs/00000000-0000-4000-8000-00000000d3e0/cancel", "POST"),
+        ("GET", "/webhooks/jobs", "POST"),
+        ("POST", "/health", "GET"),
+        ("POST", "/ready", "GET"),
+        ("GET", "/service/jobs", "POST"),
+        ("POST", "/metrics", "GET"),
+    ],
+)
+async def test_a_405_names_the_methods_the_path_allows(
+    app_stack: Served, method: str, path: str, allowed: str
+) -> None:
+    async with httpx.AsyncClient(base_url=app_stack.url, headers=as_user()) as client:
+        reply = await client.request(method, path)
+    body = assert_error(reply, 405, "method_not_allowed")
+    assert reply.headers["allow"] == allowed
+    assert allowed.replace(", ", " or ") in body["error"]["message"]
