@@ -143,6 +143,14 @@ async def test_list_filters_and_pages_newest_first(http: httpx.AsyncClient) -> N
     rest = (await http.get("/jobs", params={"job_type": "refuses", "limit": 2, "offset": 2})).json()
     assert [job["id"] for job in rest["jobs"]] == [ids[0]]
     assert rest["next_offset"] is None
+    assert rest["total"] == 3
+    for offset in (3, 4, 1000):
+        past = (
+            await http.get("/jobs", params={"job_type": "refuses", "limit": 2, "offset": offset})
+        ).json()
+        assert past == {"jobs": [], "total": 3, "next_offset": None}, offset
+    none = (await http.get("/jobs", params={"job_type": "no_such_type", "offset": 5})).json()
+    assert none == {"jobs": [], "total": 0, "next_offset": None}
     assert_error(await http.get("/jobs", params={"limit": 101}), 422, "invalid_request")
     assert_error(await http.get("/jobs", params={"status": "lost"}), 422, "invalid_request")
 
