@@ -330,3 +330,19 @@ async def test_a_405_names_the_methods_the_path_allows(
     body = assert_error(reply, 405, "method_not_allowed")
     assert reply.headers["allow"] == allowed
     assert allowed.replace(", ", " or ") in body["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/webhooks/jobs", "/service/jobs"])
+async def test_a_streamed_body_over_the_limit_is_a_413(app_stack: Served, path: str) -> None:
+    async def chunks() -> Any:
+        # Valid JSON so far, never closed: only its size is wrong.
+        yield b'{"job_type": "sample_task", "job_parameters": {"padding": "'
+        for _ in range(20):
+            yield b"x" * 65_536
+
+    async with httpx.AsyncClient(base_url=app_stack.url, headers=as_user()) as client:
+        reply = await client.post(path, content=chunks(), headers={"X-API-Key": "k" * 40})
+    assert "content-length" not in reply.request.headers
+    assert reply.request.headers["transfer-encoding"] == "chunked"
+    body = assert_error(reply, 413, "payload_too_large")
+    assert "1048576 bytes" in body["error"]["message"]
