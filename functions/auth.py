@@ -261,10 +261,57 @@ async def service_key(
             "service_api_disabled",
             "service endpoints are off: set JOBHOOK_API_KEY to use them",
         )
-    # Constant time: the comparison must not tell how much of a guess was right.
-    if key is None or not hmac.compare_digest(key.encode(), expected.encode()):
+    if not _same_key(key, expected):
         raise ApiError(401, "unauthorized", "missing or wrong X-API-Key", {"reason": "api_key"})
+
+
+async def operator_details(request: Request) -> bool:
+    """Whether this caller may read the operator's details (metrics, why the app is not
+    ready): anyone when JOBHOOK_PUBLIC_OPERATOR_ENDPOINTS is on, else a holder of the API key.
+    A key that is sent but wrong is a 401, not a silent downgrade."""
+    settings: Settings = request.app.state.runtime.settings
+    if settings.public_operator_endpoints:
+        return True
+    key = request.headers.get("x-api-key")
+    if key is None:
+        return False
+    if settings.api_key is None or not _same_key(key, settings.api_key):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "wrong X-API-Key: operator details need the service key (JOBHOOK_API_KEY)",
+            {"reason": "api_key"},
+        )
+    return True
+
+
+async def operator_only(
+    request: Request, allowed: Annotated[bool, Depends(operator_details)]
+) -> None:
+    if allowed:
+        return
+    if request.app.state.runtime.settings.api_key is None:
+        raise ApiError(
+            403,
+            "operator_endpoints_closed",
+            "this endpoint needs the service key, and none is set: set JOBHOOK_API_KEY and send "
+            "it as X-API-Key, or JOBHOOK_PUBLIC_OPERATOR_ENDPOINTS=true to open it to anyone",
+        )
+    raise ApiError(
+        401,
+        "unauthorized",
+        "this endpoint needs X-API-Key (JOBHOOK_API_KEY), unless "
+        "JOBHOOK_PUBLIC_OPERATOR_ENDPOINTS=true opens it to anyone",
+        {"reason": "api_key"},
+    )
+
+
+def _same_key(given: str | None, expected: str) -> bool:
+    # Constant time: the comparison must not tell how much of a guess was right.
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
 ServiceKey = Depends(service_key)
+OperatorDetails = Annotated[bool, Depends(operator_details)]
+OperatorOnly = Depends(operator_only)
