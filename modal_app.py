@@ -1,8 +1,12 @@
 """The Modal deployment: the web app and one runner function per resource tier.
 
     modal secret create jobhook DATABASE_URL=... JOBHOOK_WEBHOOK_SECRETS=whsec_... \
-        SUPABASE_URL=https://<ref>.supabase.co
+        SUPABASE_URL=https://<ref>.supabase.co JOBHOOK_API_KEY=...
     modal deploy modal_app.py
+
+SUPABASE_URL alone verifies tokens from the project's new signing keys (its JWKS); a project that
+still signs with the legacy HS256 secret needs SUPABASE_JWT_SECRET=<that secret> as well. There is
+no default: with neither, user requests are refused with 503 (docs/deploy.md).
 
 This module only wires entry points to the runtime. It imports without Modal credentials (the
 tests import it and call the functions with `.local()`).

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import handlers
 from functions import errors, health, jobs, service, webhooks
-from functions.auth import Authenticator
+from functions.auth import Authenticator, OperatorOnly
 from functions.ratelimit import RateLimiter
 from functions.requests import BodyLimitMiddleware, RequestIdMiddleware
 from functions.runtime import ExecutorFactory, Runtime
@@ -97,7 +97,7 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[OperatorOnly])
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from http import HTTPStatus
+from http import HTTPMethod, HTTPStatus
 from typing import Any
 
 import psycopg
@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
+from starlette.routing import Match
 
 log = structlog.get_logger("jobhook.api")
 
@@ -88,9 +88,12 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else phrase
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
-            # Starlette names the methods of the first route for this path only; a path served
-            # by several routes (GET and POST /jobs) must list them all.
-            allowed = _methods_for_path(app, request)
+            # Starlette names the methods of the first route for this path only, and none when
+            # the route sits in an included router; a path served by several routes (GET and
+            # POST /jobs) must list them all.
+            allowed = _methods_for_path(app, request) or [
+                method.strip() for method in headers.get("Allow", "").split(",") if method.strip()
+            ]
             headers["Allow"] = ", ".join(allowed)
             message = f"{request.method} is not allowed here; use {' or '.join(allowed)}"
         return error_response(request, exc.status_code, code, message, headers=headers)
@@ -115,8 +118,11 @@ def install(app: FastAPI) -> None:
 
 
 def _methods_for_path(app: FastAPI, request: Request) -> list[str]:
-    methods: set[str] = set()
-    for route in app.router.routes:
-        if isinstance(route, Route) and route.path_regex.match(request.url.path):
-            methods |= route.methods or set()
-    return sorted(methods)
+    # Ask the router itself, method by method: included routers nest their routes (and add
+    # their prefixes) out of sight of a walk over `app.routes`.
+    allowed = []
+    for method in HTTPMethod:
+        scope = {**request.scope, "method": method.value}
+        if any(route.matches(scope)[0] == Match.FULL for route in app.router.routes):
+            allowed.append(method.value)
+    return allowed

@@ -1,16 +1,19 @@
 """Liveness and readiness. /health answers while the process lives; the others check what
-the app depends on and answer 503 with the reason when something is missing."""
+the app depends on and answer 503 when something is missing. The reason (which can quote the
+database's own error) goes only to operators: see functions.auth.operator_details."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
+from functions.auth import Authenticator, OperatorDetails, get_authenticator
 from functions.deps import RuntimeDep
+from functions.runtime import Runtime
 from jobhook import vault
 
 router = APIRouter(tags=["health"])
@@ -23,17 +26,38 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/health/db", responses={503: {"description": "the database is unreachable"}})
-async def health_db(runtime: RuntimeDep) -> Any:
+OPERATOR: dict[int | str, dict[str, Any]] = {
+    401: {"description": "X-API-Key sent, but not the service key"},
+    503: {"description": "not ready; with the reason for operators"},
+}
+
+
+@router.get("/health/db", responses=OPERATOR)
+async def health_db(runtime: RuntimeDep, details: OperatorDetails) -> Any:
+    """Whether the database answers; the details (and the error) need X-API-Key."""
     try:
         await runtime.store.ping(acquire_within=CHECK_TIMEOUT)
     except (psycopg.Error, OSError, PoolTimeout) as exc:
-        return _unavailable(f"database unreachable: {exc}")
-    return {"status": "ok", "database": "ok"}
+        return _unavailable(f"database unreachable: {exc}", details)
+    return {"status": "ok", "database": "ok"} if details else {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "not ready, with the reason"}})
-async def ready(runtime: RuntimeDep) -> Any:
+@router.get("/ready", responses=OPERATOR)
+async def ready(
+    runtime: RuntimeDep,
+    authenticator: Annotated[Authenticator, Depends(get_authenticator)],
+    details: OperatorDetails,
+) -> Any:
+    """Whether the app can take jobs; why not, for callers with X-API-Key."""
+    reason = await _not_ready(runtime, authenticator)
+    if reason is not None:
+        return _unavailable(reason, details)
+    if not details:
+        return {"status": "ok"}
+    return {"status": "ok", "database": "ok", "dispatch": "configured"}
+
+
+async def _not_ready(runtime: Runtime, authenticator: Authenticator) -> str | None:
     try:
         await runtime.store.ping(acquire_within=CHECK_TIMEOUT)
         url = await runtime.store.vault_secret(vault.WEBHOOK_URL, acquire_within=CHECK_TIMEOUT)
@@ -41,21 +65,20 @@ async def ready(runtime: RuntimeDep) -> Any:
             vault.WEBHOOK_SECRET, acquire_within=CHECK_TIMEOUT
         )
     except (psycopg.Error, OSError, PoolTimeout) as exc:
-        return _unavailable(f"database unreachable: {exc}")
+        return f"database unreachable: {exc}"
     missing = [
         name
         for name, value in ((vault.WEBHOOK_URL, url), (vault.WEBHOOK_SECRET, secret))
         if not value
     ]
     if missing:
-        return _unavailable(
+        return (
             f"Vault secret(s) missing: {', '.join(missing)}; jobs cannot be dispatched "
             "(set [db.vault] in supabase/config.toml, or vault.create_secret)"
         )
-    if runtime.not_ready:
-        return _unavailable(runtime.not_ready)
-    return {"status": "ok", "database": "ok", "dispatch": "configured"}
+    return runtime.not_ready or authenticator.not_configured
 
 
-def _unavailable(reason: str) -> JSONResponse:
-    return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+def _unavailable(reason: str, details: bool) -> JSONResponse:
+    body = {"status": "unavailable", "reason": reason} if details else {"status": "unavailable"}
+    return JSONResponse(body, status_code=503)

@@ -27,7 +27,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         401: "no valid Supabase access token",
         413: "the body is over 1 MiB",
         422: "the request does not match the schema",
-        503: "the database is unreachable",
+        503: "the database is unreachable, or the app cannot verify tokens (auth_not_configured)",
     }.items()
 }
 

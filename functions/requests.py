@@ -80,27 +80,38 @@ class BodyLimitMiddleware:
             await self._refuse(scope, send)
             return
         received = 0
-        started = False
+        started = refused = False
 
+        # The 413 is sent from inside `receive`, the moment the body passes the limit: an
+        # exception raised there would reach the route's body parsing first, which turns any
+        # error into a 400. The app then sees the client go away, and whatever it answers or
+        # raises on that is dropped: it is the app's reaction to a disconnect we made up.
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    refused = True
+                    if not started:
+                        await self._refuse(scope, send)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(scope, send)
+        except Exception:
+            if not refused:
+                raise
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         request_id = scope.get("state", {}).get("request_id")
@@ -125,7 +136,3 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass

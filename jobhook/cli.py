@@ -134,13 +134,13 @@ def token(
     user: Annotated[str, typer.Option("--user", help="the user id (sub claim)")],
     expires_in: Annotated[int, typer.Option(help="seconds until it expires")] = 3600,
 ) -> None:
-    """Print a JWT for the local stack (signed with SUPABASE_JWT_SECRET or the CLI's default)."""
+    """Print a JWT for the dev stack (the supabase CLI's local secret and issuer)."""
     try:
         UUID(user)
     except ValueError:
         err.print(f"[red]--user must be a UUID[/], got {user!r}")
         raise typer.Exit(2) from None
-    print(user_token(user, secret=get_settings().supabase_jwt_secret, expires_in=expires_in))
+    print(user_token(user, expires_in=expires_in))
 
 
 @app.command()

@@ -154,10 +154,13 @@ class JobsClient:
             "client_list",
             {"status": status, "job_type": job_type, "limit": limit, "offset": offset},
         )
-        total = int(rows[0].pop("total")) if rows else 0
-        for row in rows[1:]:
-            row.pop("total")
-        return Page(rows, total)
+        # Always at least one row, carrying the count; a page past the end is that row alone,
+        # with no job in it.
+        total = int(rows[0]["total"])
+        jobs = [row for row in rows if row["id"] is not None]
+        for row in jobs:
+            del row["total"]
+        return Page(jobs, total)
 
     async def cancel(self, caller: Caller, job_id: UUID) -> Row:
         try:

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from psycopg import ProgrammingError
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LOCAL_DATABASE_URL = "postgresql://postgres:postgres@127.0.0.1:54322/postgres"
 # The user supabase/seed.sql creates: who `jobhook demo`, `submit` and `jobs` act as by default.
 DEMO_USER_ID = "00000000-0000-4000-8000-00000000d3e0"
-# The supabase CLI's default local JWT secret (supabase/cli pkg/config/constants.go): not a
-# secret, it signs tokens for a database that only listens on loopback.
+# The supabase CLI's default local JWT secret (supabase/cli pkg/config/constants.go): published,
+# so anyone can sign with it. Only the dev stack and the tests pass it, explicitly; Settings
+# refuses it beside a database or a project that is not on this machine.
 LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105
+# The issuer of the supabase CLI's local Auth (API on port 54321): what local tokens carry.
+LOCAL_ISSUER = "http://127.0.0.1:54321/auth/v1"
+# Supabase's JWT secrets are at least this long; a shorter one is a truncated paste.
+MIN_JWT_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -26,13 +35,18 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias="JOBHOOK_WEBHOOK_SECRETS"
     )
     supabase_url: str | None = Field(None, validation_alias="SUPABASE_URL")
-    supabase_jwt_secret: str = Field(LOCAL_JWT_SECRET, validation_alias="SUPABASE_JWT_SECRET")
+    # Unset: HS256 tokens are refused (projects on the new signing keys need only SUPABASE_URL).
+    supabase_jwt_secret: str | None = Field(None, validation_alias="SUPABASE_JWT_SECRET")
     job_stuck_timeout_minutes: int | None = Field(
         None, ge=1, validation_alias="JOB_STUCK_TIMEOUT_MINUTES"
     )
 
     # Service-to-service calls (X-API-Key) are refused while this is unset.
     api_key: str | None = Field(None, min_length=32, validation_alias="JOBHOOK_API_KEY")
+    # /metrics, and the reasons /ready and /health/db give, for anyone; off, they need X-API-Key.
+    public_operator_endpoints: bool = Field(
+        False, validation_alias="JOBHOOK_PUBLIC_OPERATOR_ENDPOINTS"
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="JOBHOOK_CORS_ORIGINS"
     )
@@ -63,6 +77,87 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("supabase_url", "supabase_jwt_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # A secret store that holds `SUPABASE_JWT_SECRET=` means "not set", not "the empty key".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("supabase_jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < MIN_JWT_SECRET_LENGTH:
+            raise ValueError(
+                f"SUPABASE_JWT_SECRET is {len(value)} characters, and Supabase's JWT secrets are "
+                f"at least {MIN_JWT_SECRET_LENGTH}: copy the whole legacy JWT secret from the "
+                "project's API settings, or unset it if the project uses the new signing keys"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _local_secret_stays_local(self) -> Settings:
+        secret = self.supabase_jwt_secret
+        if secret is None:
+            return self
+        if self.supabase_url is None and secret != LOCAL_JWT_SECRET:
+            raise ValueError(
+                "SUPABASE_JWT_SECRET needs SUPABASE_URL too (https://<ref>.supabase.co): HS256 "
+                "tokens are only accepted from that project's Auth, <SUPABASE_URL>/auth/v1"
+            )
+        if secret == LOCAL_JWT_SECRET:
+            remote = [
+                name
+                for name, local in (
+                    ("SUPABASE_URL", self.supabase_url is None or _url_is_local(self.supabase_url)),
+                    ("DATABASE_URL", _database_is_local(self.database_url)),
+                )
+                if not local
+            ]
+            if remote:
+                raise ValueError(
+                    "SUPABASE_JWT_SECRET is the supabase CLI's published local secret, with which "
+                    f"anyone can sign tokens, but {' and '.join(remote)} is not on this machine: "
+                    "set the project's own JWT secret, or unset it if the project uses the new "
+                    "signing keys (SUPABASE_URL alone)"
+                )
+        return self
+
+    @property
+    def token_issuer(self) -> str:
+        """The `iss` every accepted token must carry: the project's Auth, or the local one."""
+        if self.supabase_url is None:
+            return LOCAL_ISSUER
+        return f"{self.supabase_url.rstrip('/')}/auth/v1"
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host or host.startswith("/"):
+        return True  # no host, or a Unix socket's directory: this machine
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_is_local(url: str) -> bool:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    return host is not None and _is_loopback(host)
+
+
+def _database_is_local(url: str) -> bool:
+    try:
+        hosts = conninfo_to_dict(url).get("host")
+    except ProgrammingError:
+        return False  # psycopg will say what is wrong with it when it connects
+    return all(_is_loopback(host) for host in str(hosts or "").split(","))
 
 
 @lru_cache

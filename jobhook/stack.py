@@ -21,7 +21,7 @@ from fastapi import FastAPI
 
 from jobhook import database
 from jobhook.cluster import Cluster, server_reachable
-from jobhook.config import Settings
+from jobhook.config import LOCAL_JWT_SECRET, Settings
 from jobhook.delivery import DeliveryWorker
 
 log = structlog.get_logger("jobhook.stack")
@@ -117,7 +117,14 @@ class DevStack:
             )
             for migration in prepared.applied:
                 log.info("migration applied", version=migration.version, name=migration.name)
-            settings = Settings(DATABASE_URL=cluster.url)
+            # The dev stack is its own project, whatever the shell's SUPABASE_URL names: tokens
+            # from `jobhook token` (the supabase CLI's local secret), operator details open.
+            settings = Settings(
+                DATABASE_URL=cluster.url,
+                SUPABASE_URL=None,
+                SUPABASE_JWT_SECRET=LOCAL_JWT_SECRET,
+                JOBHOOK_PUBLIC_OPERATOR_ENDPOINTS=True,
+            )
             async with serve(settings, host=self.app_host, port=self.app_port) as served:
                 yield served
         finally:

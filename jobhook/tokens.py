@@ -8,14 +8,13 @@ from typing import Any
 
 import jwt
 
-# The local supabase CLI's Auth issuer (API on port 54321).
-LOCAL_ISSUER = "http://127.0.0.1:54321/auth/v1"
+from jobhook.config import LOCAL_ISSUER, LOCAL_JWT_SECRET
 
 
 def user_token(
     user_id: str,
     *,
-    secret: str,
+    secret: str = LOCAL_JWT_SECRET,
     expires_in: int = 3600,
     email: str | None = None,
     issuer: str = LOCAL_ISSUER,

@@ -31,10 +31,16 @@ from psycopg.types.json import Jsonb
 
 from jobhook import database, vault
 from jobhook.cluster import Cluster, free_port
-from jobhook.config import Settings
+from jobhook.config import LOCAL_ISSUER, LOCAL_JWT_SECRET, Settings
 from jobhook.stack import Served, serve
 
 DEMO_USER = "00000000-0000-4000-8000-00000000d3e0"
+# What the app under test is told, as the dev stack tells it: tokens signed with the supabase CLI's
+# published local secret are accepted, and operator endpoints give their details to anyone.
+LOCAL_STACK = {
+    "SUPABASE_JWT_SECRET": LOCAL_JWT_SECRET,
+    "JOBHOOK_PUBLIC_OPERATOR_ENDPOINTS": "true",
+}
 TEST_JOB_TYPES = [
     # name, max_attempts, timeout_seconds, backoff_base_seconds
     ("sample_task", 3, 60, 2.0),
@@ -259,7 +265,7 @@ async def app_stack(committed: Stack) -> AsyncIterator[Served]:
         conn.execute("truncate public.test_executions")
         # Supabase's default privileges would let clients read it; it is the tests' alone.
         conn.execute("revoke all on public.test_executions from anon, authenticated")
-    settings = Settings(DATABASE_URL=committed.url)
+    settings = Settings(DATABASE_URL=committed.url, **LOCAL_STACK)  # type: ignore[arg-type]
     app = create_app(settings, job_registry=handlers_for_tests.registry, configure_logging=False)
     async with serve(settings, port=port, app=app) as served:
         yield served
@@ -270,7 +276,10 @@ AppFactory = Callable[..., Any]
 
 @pytest.fixture
 async def api_server(committed: Stack) -> AsyncIterator[AppFactory]:
-    """Start the app (and the delivery worker) with extra settings: `await api_server(**env)`."""
+    """Start the app (and the delivery worker) with extra settings: `await api_server(**env)`.
+
+    It starts as the dev stack does (LOCAL_STACK); `SUPABASE_JWT_SECRET=""` takes the secret away.
+    """
     from functions.app import create_app
     from tests import handlers_for_tests
 
@@ -281,7 +290,10 @@ async def api_server(committed: Stack) -> AsyncIterator[AppFactory]:
         port = free_port()
         with psycopg.connect(committed.url, autocommit=True) as conn:
             vault.write(conn, vault.WEBHOOK_URL, f"http://127.0.0.1:{port}/webhooks/jobs")
-        settings = Settings(DATABASE_URL=committed.url, **environment)  # type: ignore[arg-type]
+        settings = Settings(
+            DATABASE_URL=committed.url,
+            **{**LOCAL_STACK, **environment},  # type: ignore[arg-type]
+        )
         app = create_app(
             settings, job_registry=handlers_for_tests.registry, configure_logging=False
         )
@@ -292,13 +304,19 @@ async def api_server(committed: Stack) -> AsyncIterator[AppFactory]:
 
 
 def user_token(user_id: str = DEMO_USER, **overrides: Any) -> str:
-    """An HS256 access token as Supabase Auth issues them, signed with the local secret."""
+    """An HS256 access token as the supabase CLI's local Auth issues them; `claim=None` leaves
+    a claim out."""
     import jwt
 
-    from jobhook.config import LOCAL_JWT_SECRET
-
     now = int(time.time())
-    claims = {"sub": user_id, "role": "authenticated", "aud": "authenticated", "exp": now + 600}
+    claims = {
+        "iss": LOCAL_ISSUER,
+        "sub": user_id,
+        "role": "authenticated",
+        "aud": "authenticated",
+        "iat": now,
+        "exp": now + 600,
+    }
     claims.update(overrides)
     return jwt.encode({k: v for k, v in claims.items() if v is not None}, LOCAL_JWT_SECRET)
 

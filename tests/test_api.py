@@ -143,6 +143,14 @@ async def test_list_filters_and_pages_newest_first(http: httpx.AsyncClient) -> N
     rest = (await http.get("/jobs", params={"job_type": "refuses", "limit": 2, "offset": 2})).json()
     assert [job["id"] for job in rest["jobs"]] == [ids[0]]
     assert rest["next_offset"] is None
+    assert rest["total"] == 3
+    for offset in (3, 4, 1000):
+        past = (
+            await http.get("/jobs", params={"job_type": "refuses", "limit": 2, "offset": offset})
+        ).json()
+        assert past == {"jobs": [], "total": 3, "next_offset": None}, offset
+    none = (await http.get("/jobs", params={"job_type": "no_such_type", "offset": 5})).json()
+    assert none == {"jobs": [], "total": 0, "next_offset": None}
     assert_error(await http.get("/jobs", params={"limit": 101}), 422, "invalid_request")
     assert_error(await http.get("/jobs", params={"status": "lost"}), 422, "invalid_request")
 
@@ -297,3 +305,44 @@ async def test_service_endpoints_are_off_without_a_key(http: httpx.AsyncClient) 
         403,
         "service_api_disabled",
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/jobs", "GET, POST"),
+        ("PUT", "/jobs/00000000-0000-4000-8000-00000000d3e0", "GET"),
+        ("DELETE", "/jobs/00000000-0000-4000-8000-00000000d3e0", "GET"),
+        ("PATCH", "/jobs/not-even-a-uuid", "GET"),
+        ("GET", "/jobs/00000000-0000-4000-8000-00000000d3e0/cancel", "POST"),
+        ("GET", "/webhooks/jobs", "POST"),
+        ("POST", "/health", "GET"),
+        ("POST", "/ready", "GET"),
+        ("GET", "/service/jobs", "POST"),
+        ("POST", "/metrics", "GET"),
+    ],
+)
+async def test_a_405_names_the_methods_the_path_allows(
+    app_stack: Served, method: str, path: str, allowed: str
+) -> None:
+    async with httpx.AsyncClient(base_url=app_stack.url, headers=as_user()) as client:
+        reply = await client.request(method, path)
+    body = assert_error(reply, 405, "method_not_allowed")
+    assert reply.headers["allow"] == allowed
+    assert allowed.replace(", ", " or ") in body["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/webhooks/jobs", "/service/jobs"])
+async def test_a_streamed_body_over_the_limit_is_a_413(app_stack: Served, path: str) -> None:
+    async def chunks() -> Any:
+        # Valid JSON so far, never closed: only its size is wrong.
+        yield b'{"job_type": "sample_task", "job_parameters": {"padding": "'
+        for _ in range(20):
+            yield b"x" * 65_536
+
+    async with httpx.AsyncClient(base_url=app_stack.url, headers=as_user()) as client:
+        reply = await client.post(path, content=chunks(), headers={"X-API-Key": "k" * 40})
+    assert "content-length" not in reply.request.headers
+    assert reply.request.headers["transfer-encoding"] == "chunked"
+    body = assert_error(reply, 413, "payload_too_large")
+    assert "1048576 bytes" in body["error"]["message"]

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from functions.app import create_app
 from jobhook import vault
 from jobhook.cluster import free_port
-from jobhook.config import Settings
+from jobhook.config import LOCAL_JWT_SECRET, Settings
 from jobhook.stack import serve
 from tests.conftest import Stack, user_token
 
@@ -39,7 +39,10 @@ def live_api(test_db: Stack) -> Iterator[str]:
     with psycopg.connect(test_db.url, autocommit=True) as conn:
         vault.write(conn, vault.WEBHOOK_URL, f"http://127.0.0.1:{port}/webhooks/jobs")
     app_settings = Settings(
-        DATABASE_URL=test_db.url, JOBHOOK_API_KEY=API_KEY, JOBHOOK_RATE_LIMIT="100000/second"
+        DATABASE_URL=test_db.url,
+        SUPABASE_JWT_SECRET=LOCAL_JWT_SECRET,
+        JOBHOOK_API_KEY=API_KEY,
+        JOBHOOK_RATE_LIMIT="100000/second",
     )
     started = threading.Event()
     stop: asyncio.Event | None = None

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from jobhook.cli import app
 from jobhook.cluster import Cluster, free_port, port_is_listening
-from jobhook.config import LOCAL_JWT_SECRET
+from jobhook.config import LOCAL_ISSUER, LOCAL_JWT_SECRET
 from tests.conftest import DEMO_USER, Stack, insert_job
 
 pytestmark = pytest.mark.commits
@@ -49,7 +49,13 @@ def test_token_is_a_supabase_shaped_jwt(cli: CliRunner) -> None:
     assert result.exit_code == 0
     token = result.stdout.strip()
     assert "\n" not in token
-    claims = jwt.decode(token, LOCAL_JWT_SECRET, algorithms=["HS256"], audience="authenticated")
+    claims = jwt.decode(
+        token,
+        LOCAL_JWT_SECRET,
+        algorithms=["HS256"],
+        audience="authenticated",
+        issuer=LOCAL_ISSUER,
+    )
     assert claims["sub"] == DEMO_USER
     assert claims["role"] == "authenticated"
     assert claims["exp"] > time.time()

@@ -68,12 +68,22 @@ select * from public.jobs
 select * from public.jobs where id = %(id)s;
 
 -- name: client_list
-select j.*, count(*) over () as total
-  from public.jobs j
- where (%(status)s::public.job_status is null or j.status = %(status)s::public.job_status)
-   and (%(job_type)s::text is null or j.job_type = %(job_type)s::text)
- order by j.created_at desc, j.id desc
- limit %(limit)s offset %(offset)s;
+-- The count is its own aggregate, joined to the page, so `total` is the true count for any
+-- offset: past the end the page is one row of NULLs beside it, where `count(*) over ()` over
+-- the page's rows gave no row at all. Both halves run as the caller, under the same RLS.
+select page.*, counted.total
+  from (select count(*) as total
+          from public.jobs j
+         where (%(status)s::public.job_status is null or j.status = %(status)s::public.job_status)
+           and (%(job_type)s::text is null or j.job_type = %(job_type)s::text)) counted
+  left join lateral (
+        select j.*
+          from public.jobs j
+         where (%(status)s::public.job_status is null or j.status = %(status)s::public.job_status)
+           and (%(job_type)s::text is null or j.job_type = %(job_type)s::text)
+         order by j.created_at desc, j.id desc
+         limit %(limit)s offset %(offset)s) page on true
+ order by page.created_at desc, page.id desc;
 
 -- name: client_cancel
 update public.jobs set cancel_requested_at = now() where id = %(id)s returning *;

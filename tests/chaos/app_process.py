@@ -13,7 +13,7 @@ import uvloop
 
 from functions.app import create_app
 from jobhook import logs
-from jobhook.config import Settings
+from jobhook.config import LOCAL_JWT_SECRET, Settings
 from jobhook.delivery import DeliveryWorker
 from jobhook.stack import app_server
 from tests.chaos.handlers import registry
@@ -21,7 +21,9 @@ from tests.chaos.handlers import registry
 
 async def main(database_url: str, port: int, delivery: bool) -> None:
     os.environ["CHAOS_DATABASE_URL"] = database_url
-    settings = Settings(DATABASE_URL=database_url)
+    # As the dev stack: tokens signed with the supabase CLI's local secret are accepted, so
+    # /ready (which the suite waits on) finds a way to verify them.
+    settings = Settings(DATABASE_URL=database_url, SUPABASE_JWT_SECRET=LOCAL_JWT_SECRET)
     app = create_app(settings, job_registry=registry, configure_logging=False)
     server = app_server(app, "127.0.0.1", port)
 

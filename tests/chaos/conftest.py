@@ -143,8 +143,9 @@ async def in_process_stack(chaos: Chaos) -> AsyncIterator[Any]:
     from jobhook.config import Settings
     from jobhook.stack import serve
     from tests.chaos.handlers import registry
+    from tests.conftest import LOCAL_STACK
 
-    settings = Settings(DATABASE_URL=chaos.url)
+    settings = Settings(DATABASE_URL=chaos.url, **LOCAL_STACK)  # type: ignore[arg-type]
     app = create_app(settings, job_registry=registry, configure_logging=False)
     async with serve(settings, port=chaos.app_port, app=app) as served:
         yield served
