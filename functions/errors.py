@@ -98,6 +98,20 @@ def install(app: FastAPI) -> None:
             message = f"{request.method} is not allowed here; use {' or '.join(allowed)}"
         return error_response(request, exc.status_code, code, message, headers=headers)
 
+    @app.exception_handler(psycopg.errors.LockNotAvailable)
+    @app.exception_handler(psycopg.errors.QueryCanceled)
+    async def database_busy(request: Request, exc: Exception) -> JSONResponse:
+        # The call ran into its lock or statement timeout (jobhook.store.Limits).
+        log.warning("database call timed out", error=str(exc))
+        return error_response(
+            request,
+            503,
+            "database_busy",
+            "the database did not answer in time (a lock held elsewhere, or a slow query); "
+            "retry shortly",
+            headers={"Retry-After": "2"},
+        )
+
     @app.exception_handler(psycopg.OperationalError)
     async def database_unreachable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unreachable", error=str(exc))

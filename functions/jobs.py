@@ -33,7 +33,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 async def jobs_client(runtime: RuntimeDep) -> JobsClient:
-    return JobsClient(runtime.store.pool)
+    return JobsClient(runtime.api_pool, runtime.settings.limits)
 
 
 ClientDep = Annotated[JobsClient, Depends(jobs_client)]

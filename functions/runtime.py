@@ -17,13 +17,14 @@ from typing import Any
 
 import psycopg
 import structlog
+from psycopg_pool import AsyncConnectionPool
 
 from jobhook import vault
 from jobhook.config import Settings
 from jobhook.executor import Executor, LocalExecutor
 from jobhook.registry import SERVE_SECONDS, Registry
 from jobhook.runner import Runner, new_worker_id
-from jobhook.store import Store
+from jobhook.store import Store, new_pool
 from jobhook.webhook import Verifier
 
 log = structlog.get_logger("jobhook.app")
@@ -46,6 +47,9 @@ class Runtime:
     registry: Registry
     store: Store
     runner: Runner
+    # The REST API's connections: a burst of requests cannot take the runner's, nor the other
+    # way round.
+    api_pool: AsyncConnectionPool[Any]
     executor: Executor | None = None
     verifier: Verifier | None = None
     # Why the app is not ready yet (None once it is).
@@ -59,9 +63,12 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings, registry: Registry) -> Runtime:
-        store = Store.open(settings.database_url)
+        store = Store.open(
+            settings.database_url, max_size=settings.db_pool_size, limits=settings.limits
+        )
         worker_id = settings.worker_id or new_worker_id()
-        runtime = cls(settings, registry, store, Runner(store, registry, worker_id))
+        api_pool = new_pool(settings.database_url, max_size=settings.api_pool_size)
+        runtime = cls(settings, registry, store, Runner(store, registry, worker_id), api_pool)
         runtime.runner.on_retry = runtime._schedule_changed.set
         return runtime
 
@@ -170,6 +177,7 @@ class Runtime:
     async def running(self, executor_factory: ExecutorFactory | None) -> AsyncIterator[Runtime]:
         tune_garbage_collector()
         await self.store.pool.open(wait=False)
+        await self.api_pool.open(wait=False)
         self.executor = (executor_factory or local_executor)(self)
         self._tasks = [
             asyncio.create_task(self._warm_up()),
@@ -184,6 +192,7 @@ class Runtime:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.executor.aclose(self.settings.shutdown_grace_seconds)
             await self.store.pool.close()
+            await self.api_pool.close()
 
     async def wait_ready(self) -> None:
         """Wait until the app can take deliveries (tests and the dev stack use this)."""

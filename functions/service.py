@@ -53,7 +53,7 @@ async def create_job_for_user(body: ServiceJobCreate, client: ClientDep, respons
 @router.get("/stats", response_model=QueueStats, responses=SERVICE_ERRORS)
 async def stats(runtime: RuntimeDep) -> Any:
     """Jobs by status and type, the oldest due job still waiting, leases the sweep will rescue."""
-    async with runtime.store.pool.connection() as conn:
+    async with runtime.api_pool.connection() as conn:
         rows = await (await conn.execute(queries()["stats_by_status_and_type"])).fetchall()
         health = await (await conn.execute(queries()["stats_health"])).fetchone()
     by_status: dict[str, int] = {}
@@ -73,7 +73,7 @@ async def stats(runtime: RuntimeDep) -> Any:
 @router.post("/sweep", responses=SERVICE_ERRORS)
 async def sweep(runtime: RuntimeDep) -> dict[str, Any]:
     """Run one pass of the sweep now (pg_cron runs it every minute anyway)."""
-    async with runtime.store.pool.connection() as conn:
+    async with runtime.api_pool.connection() as conn:
         row = await (await conn.execute(queries()["sweep"])).fetchone()
     summary: dict[str, Any] = row["summary"] if row else {}
     return summary

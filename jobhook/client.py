@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb, JsonbLoader
 from psycopg_pool import AsyncConnectionPool
 
 from jobhook.jobs import JobStatus
-from jobhook.store import queries
+from jobhook.store import Limits, queries
 
 Row = dict[str, Any]
 
@@ -79,13 +79,19 @@ class ReadableJsonbLoader(JsonbLoader):
 
 
 class JobsClient:
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], limits: Limits | None = None) -> None:
         self.pool = pool
+        limits = limits or Limits()
+        self._limits = {
+            "statement_timeout": str(limits.statement_timeout_ms),
+            "lock_timeout": str(limits.lock_timeout_ms),
+        }
 
     async def _run(self, caller: Caller, name: str, params: dict[str, Any]) -> list[Row]:
         async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
             await cursor.execute(
-                queries()["act_as"], {"role": caller.role, "claims": json.dumps(caller.claims)}
+                queries()["act_as"],
+                {"role": caller.role, "claims": json.dumps(caller.claims)} | self._limits,
             )
             # On this cursor only: the pool's other users keep the driver's loader.
             cursor.adapters.register_loader("jsonb", ReadableJsonbLoader)

@@ -12,6 +12,8 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from jobhook.store import Limits
+
 LOCAL_DATABASE_URL = "postgresql://postgres:postgres@127.0.0.1:54322/postgres"
 # The user supabase/seed.sql creates: who `jobhook demo`, `submit` and `jobs` act as by default.
 DEMO_USER_ID = "00000000-0000-4000-8000-00000000d3e0"
@@ -65,11 +67,27 @@ class Settings(BaseSettings):
         32, ge=1, validation_alias="JOBHOOK_MAX_CONCURRENCY_PER_TYPE"
     )
     worker_id: str | None = Field(None, validation_alias="JOBHOOK_WORKER_ID")
+    # Connections per process, in two pools so that neither side can starve the other: the
+    # runtime's (claims, heartbeats, write-backs, the ticker) and the REST API's. The budget a
+    # deployment needs from the pooler: docs/deploy.md.
+    db_pool_size: int = Field(10, ge=2, le=200, validation_alias="JOBHOOK_DB_POOL_SIZE")
+    api_pool_size: int = Field(5, ge=1, le=200, validation_alias="JOBHOOK_API_POOL_SIZE")
+    # Every database call of the runtime and the API runs under these, per transaction.
+    statement_timeout_ms: int = Field(
+        30_000, ge=100, le=3_600_000, validation_alias="JOBHOOK_STATEMENT_TIMEOUT_MS"
+    )
+    lock_timeout_ms: int = Field(
+        5_000, ge=10, le=3_600_000, validation_alias="JOBHOOK_LOCK_TIMEOUT_MS"
+    )
     # On shutdown (a deploy, Ctrl-C), how long running attempts may take to finish before they
     # are released back to pending. Inside Modal's grace period for stopping a container.
     shutdown_grace_seconds: float = Field(
         20, ge=0, le=3600, validation_alias="JOBHOOK_SHUTDOWN_GRACE_SECONDS"
     )
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.statement_timeout_ms, self.lock_timeout_ms)
 
     @field_validator("webhook_secrets", "cors_origins", mode="before")
     @classmethod

@@ -17,7 +17,7 @@ async def run_jobs(job_ids: list[str], registry: Registry, settings: Settings) -
     Ids that cannot be claimed (already running elsewhere, finished, not due) are skipped, so a
     spawn that Modal retries or that a duplicated webhook caused runs nothing twice.
     """
-    runner = await _runner(settings.database_url, registry, settings.worker_id)
+    runner = await _runner(settings, registry)
     work = asyncio.ensure_future(runner.run_many([UUID(job_id) for job_id in job_ids]))
     try:
         return await asyncio.shield(work)
@@ -35,13 +35,18 @@ async def run_jobs(job_ids: list[str], registry: Registry, settings: Settings) -
 _runners: dict[tuple[str, int, int], Runner] = {}
 
 
-async def _runner(database_url: str, registry: Registry, worker_id: str | None) -> Runner:
+async def _runner(settings: Settings, registry: Registry) -> Runner:
     """One runner (and pool) per container and event loop, kept between inputs: a Modal
     container runs many inputs, and opening connections per input would cost more than most
     jobs."""
-    key = (database_url, id(registry), id(asyncio.get_running_loop()))
+    key = (settings.database_url, id(registry), id(asyncio.get_running_loop()))
     if key not in _runners:
-        store = Store.open(database_url, min_size=1, max_size=8)
+        store = Store.open(
+            settings.database_url,
+            min_size=1,
+            max_size=settings.db_pool_size,
+            limits=settings.limits,
+        )
         await store.pool.open()
-        _runners[key] = Runner(store, registry, worker_id or new_worker_id())
+        _runners[key] = Runner(store, registry, settings.worker_id or new_worker_id())
     return _runners[key]

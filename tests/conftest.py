@@ -40,6 +40,9 @@ DEMO_USER = "00000000-0000-4000-8000-00000000d3e0"
 LOCAL_STACK = {
     "SUPABASE_JWT_SECRET": LOCAL_JWT_SECRET,
     "JOBHOOK_PUBLIC_OPERATOR_ENDPOINTS": "true",
+    # A test's app stops with the test: what still runs then is released at once, without
+    # holding the suite up for a deploy's grace period.
+    "JOBHOOK_SHUTDOWN_GRACE_SECONDS": "0.2",
 }
 TEST_JOB_TYPES = [
     # name, max_attempts, timeout_seconds, backoff_base_seconds

@@ -126,3 +126,28 @@ async def test_a_runtime_call_waits_for_a_held_lock_no_longer_than_its_lock_time
                     await store.heartbeat(claimed)
         # The connection went back to the pool clean, and the next call goes through.
         assert await store.heartbeat(claimed) is not None
+
+
+async def test_the_api_and_the_runner_do_not_share_their_connections(
+    committed: Stack, api_server: Any
+) -> None:
+    import httpx
+
+    from tests.conftest import finished, insert_job, user_token, wait_for_job
+
+    served = await api_server(JOBHOOK_API_POOL_SIZE="2", JOBHOOK_LOCK_TIMEOUT_MS="4000")
+    held = insert_job(committed.url, "sample_task", {"steps": 1, "step_seconds": 30})
+    await wait_for_job(committed.url, held, lambda row: row["status"] == "processing")
+    headers = {"Authorization": f"Bearer {user_token()}"}
+    with client(committed.url) as owner:
+        owner.execute("select id from public.jobs where id = %s for update", (held,))
+        async with httpx.AsyncClient(base_url=served.url, headers=headers, timeout=30) as http:
+            # Three cancels wait on the lock: every connection of the API's pool is taken.
+            cancels = [asyncio.create_task(http.post(f"/jobs/{held}/cancel")) for _ in range(3)]
+            job = insert_job(committed.url, "sample_task", {"steps": 1, "step_seconds": 0})
+            row = await wait_for_job(committed.url, job, finished, within=3)
+            assert row["status"] == "completed"  # the runner had connections of its own
+            replies = await asyncio.gather(*cancels)
+    # Each gave up at its lock timeout with an answer that says so.
+    assert [r.status_code for r in replies] == [503, 503, 503]
+    assert {r.json()["error"]["code"] for r in replies} == {"database_busy"}

@@ -291,7 +291,7 @@ async def delivery_replies(database_url: str, count: int) -> list[dict[str, Any]
 
 def test_types_are_synced_from_the_registry(committed: Stack, app_stack: Served) -> None:
     with psycopg.connect(committed.url) as conn:
-        rows: dict[str, tuple[bool, bool]] = {
+        rows: dict[str, tuple[bool, bool | None]] = {
             name: (enabled, served)
             for name, enabled, served in conn.execute(
                 "select name, enabled, served_until > now() from jobhook.job_types"

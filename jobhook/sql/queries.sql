@@ -47,7 +47,10 @@ select 1;
 -- row-level security decides what they see and change.
 
 -- name: act_as
-select set_config('role', %(role)s, true), set_config('request.jwt.claims', %(claims)s, true);
+-- The limits hold for the rest of the transaction (jobhook.store.Limits says why per transaction).
+select set_config('role', %(role)s, true), set_config('request.jwt.claims', %(claims)s, true),
+       set_config('statement_timeout', %(statement_timeout)s, true),
+       set_config('lock_timeout', %(lock_timeout)s, true);
 
 -- name: client_insert
 insert into public.jobs (job_type, payload, run_at, idempotency_key)
