@@ -115,8 +115,10 @@ class LocalExecutor:
                 try:
                     if batch:
                         ids = [job.id for job in batch]
-                        for claimed in await self.runner.store.claim(ids, self.runner.worker_id):
-                            self._start(claimed)
+                        claimed = await self.runner.store.claim(ids, self.runner.worker_id)
+                        for job in claimed:
+                            self._start(job)
+                        self._owe_capped(batch, claimed)
                     elif not (self._owed and await self._claim_owed()):
                         break  # nothing waits, or what is owed has no room: wait for a wake
                 except Exception as exc:
@@ -131,6 +133,16 @@ class LocalExecutor:
                         # The ids stay pending in the database; the sweep rings for them again.
                         log.exception("claim failed; the sweep will ring for these jobs again")
                     await asyncio.sleep(0.5)
+
+    def _owe_capped(self, batch: list[Dispatched], claimed: list[ClaimedJob]) -> None:
+        """A type that caps its running jobs per user leaves a user's jobs pending past the
+        cap: the executor owes itself those, and takes them from the table (fairly, with
+        jobhook.claim_due) once jobs of that type finish."""
+        started = {job.id for job in claimed}
+        for job in batch:
+            job_type = self.runner.registry.get(job.job_type)
+            if job.id not in started and job_type and job_type.max_running_per_user:
+                self._owed.setdefault(job.job_type)
 
     async def _claim_owed(self) -> int:
         """Start due jobs of the owed types from the table, each within its type's room and
@@ -151,7 +163,13 @@ class LocalExecutor:
                 self._start(job)
             started += len(jobs)
             del self._owed[job_type]
-            if len(jobs) == room or self._refusals[job_type] != refusals:
+            capped = self.runner.registry.get(job_type)
+            if (
+                len(jobs) == room
+                or self._refusals[job_type] != refusals
+                # Users at their cap wait for their running jobs: look again when one ends.
+                or (capped is not None and capped.max_running_per_user and self._running[job_type])
+            ):
                 self._owed[job_type] = None  # maybe more: back of the turn order
         return started
 

@@ -19,7 +19,11 @@ def configure(level: str = "INFO", *, json: bool = True) -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # Plain tracebacks: rich's, with every frame's locals, cost milliseconds per failed
+        # attempt, which a burst of failing jobs turns into minutes.
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         # The level check first: a filtered-out event costs a comparison, not the whole chain

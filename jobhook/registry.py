@@ -49,6 +49,8 @@ class JobType:
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 300.0
     max_unfinished_per_user: int | None = None
+    # At most this many of one user's jobs of this type run at once (fairness); None: no cap.
+    max_running_per_user: int | None = None
     description: str | None = None
 
     @property
@@ -63,6 +65,7 @@ class JobType:
             "backoff_base_seconds": self.backoff_base_seconds,
             "backoff_max_seconds": self.backoff_max_seconds,
             "max_unfinished_per_user": self.max_unfinished_per_user,
+            "max_running_per_user": self.max_running_per_user,
             "tier": self.tier,
             "params_schema": Jsonb(self.params.model_json_schema()),
             "description": self.description,
@@ -99,6 +102,10 @@ class Registry:
             )
         if not 1 <= job_type.max_attempts <= 100:
             raise RegistryError(f"job type {job_type.name!r}: max_attempts must be 1 to 100")
+        if job_type.max_running_per_user is not None and job_type.max_running_per_user < 1:
+            raise RegistryError(
+                f"job type {job_type.name!r}: max_running_per_user must be at least 1 (or None)"
+            )
         if not 1 <= job_type.timeout_seconds <= 86400:
             raise RegistryError(f"job type {job_type.name!r}: timeout_seconds must be 1 to 86400")
         existing = self._types.get(job_type.name)
@@ -118,6 +125,7 @@ class Registry:
         backoff_base_seconds: float = 2.0,
         backoff_max_seconds: float = 300.0,
         max_unfinished_per_user: int | None = None,
+        max_running_per_user: int | None = None,
     ) -> Callable[[F], F]:
         def register(handler: F) -> F:
             self.add(
@@ -131,6 +139,7 @@ class Registry:
                     backoff_base_seconds=backoff_base_seconds,
                     backoff_max_seconds=backoff_max_seconds,
                     max_unfinished_per_user=max_unfinished_per_user,
+                    max_running_per_user=max_running_per_user,
                     description=inspect.getdoc(handler),
                 )
             )

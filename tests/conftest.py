@@ -61,6 +61,15 @@ class Stack:
     webhook_secret: str
 
 
+@pytest.fixture(scope="session", autouse=True)
+def quiet_logs() -> None:
+    """The apps the tests start leave logging to their caller: log as a deployment does (JSON
+    lines), from warnings up, rather than through structlog's default console renderer."""
+    from jobhook import logs
+
+    logs.configure(level="WARNING")
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     root = Path(tempfile.mkdtemp(prefix="jobhook-test-"))
@@ -330,8 +339,6 @@ def json_logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
     import io
     import logging
 
-    import structlog
-
     from jobhook import logs
 
     stream = io.StringIO()
@@ -344,5 +351,4 @@ def json_logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
     try:
         yield lines
     finally:
-        structlog.reset_defaults()
-        logging.getLogger().handlers = []
+        logs.configure(level="WARNING")

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import io
-import json
-import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-import structlog
 
-from jobhook import logs
 from jobhook.stack import Served
 from tests.conftest import DEMO_USER, AppFactory, Stack, finished, user_token, wait_for_job
 
@@ -216,26 +212,18 @@ async def test_request_ids_are_echoed_or_made(app_stack: Served) -> None:
 
 
 async def test_the_request_id_reaches_the_logs_and_the_job_id_the_runner_logs(
-    api_server: AppFactory, committed: Stack
+    api_server: AppFactory, committed: Stack, json_logs: Callable[[], list[dict[str, Any]]]
 ) -> None:
-    stream = io.StringIO()
-    logs.configure(json=True)
-    handler = logging.getLogger().handlers[0]
-    handler.setStream(stream)  # type: ignore[attr-defined]
-    try:
-        served = await api_server()
-        async with httpx.AsyncClient(base_url=served.url, headers=as_user()) as client:
-            reply = await client.post(
-                "/jobs",
-                json={"job_type": "sample_task", "payload": {"steps": 1, "step_seconds": 0}},
-                headers={"X-Request-ID": "req-from-client"},
-            )
-            job_id = reply.json()["id"]
-            await wait_for_job(committed.url, uuid.UUID(job_id), finished)
-    finally:
-        structlog.reset_defaults()
-        logging.getLogger().handlers = []
-    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    served = await api_server()
+    async with httpx.AsyncClient(base_url=served.url, headers=as_user()) as client:
+        reply = await client.post(
+            "/jobs",
+            json={"job_type": "sample_task", "payload": {"steps": 1, "step_seconds": 0}},
+            headers={"X-Request-ID": "req-from-client"},
+        )
+        job_id = reply.json()["id"]
+        await wait_for_job(committed.url, uuid.UUID(job_id), finished)
+    lines = json_logs()
     assert any(
         line.get("request_id") == "req-from-client" and line["event"] == "request" for line in lines
     )

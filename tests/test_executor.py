@@ -193,3 +193,50 @@ async def test_a_shutdown_finishes_what_it_can_in_its_grace_and_releases_the_res
     assert (status, attempt, max_attempts) == ("pending", 1, 2)
     assert [e["kind"] for e in errors] == ["released"]
     assert late_status == ("pending", 0)
+
+
+async def test_one_users_long_jobs_leave_room_for_other_users(committed: Stack) -> None:
+    registry = Registry()
+    release = asyncio.Event()
+    running: Counter[str] = Counter()
+    most: Counter[str] = Counter()
+    other_started = asyncio.Event()
+    other = "00000000-0000-4000-8000-0000000000e1"
+
+    @registry.job("long_task", params=NoParams, max_running_per_user=2)
+    async def long_task(params: NoParams, ctx: JobContext) -> None:
+        user = str(ctx.job.user_id)
+        running[user] += 1
+        most[user] = max(most[user], running[user])
+        if user == other:
+            other_started.set()
+        await release.wait()
+        running[user] -= 1
+
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        conn.execute("insert into auth.users (id, email) values (%s, 'e1@example.com')", (other,))
+        registry.sync(conn)
+        rows = conn.execute(
+            "insert into public.jobs (user_id, job_type)"
+            " select u, 'long_task' from unnest(array[%s, %s, %s, %s, %s, %s]::uuid[]) u"
+            " returning id, job_type",
+            ([DEMO_USER] * 5) + [other],
+        ).fetchall()
+    jobs = [Dispatched(row[0], row[1]) for row in rows]
+
+    async with Store.open(committed.url) as store:
+        executor = LocalExecutor(
+            Runner(store, registry, "test-worker"), max_concurrency=8, max_per_type=3
+        )
+        try:
+            assert await executor.submit(jobs) == []
+            # The demo user's jobs came first; the other user's starts all the same.
+            async with asyncio.timeout(10):
+                await other_started.wait()
+            release.set()
+            for job in jobs:
+                row = await wait_for_job(committed.url, job.id, finished, within=20)
+                assert row["status"] == "completed"
+        finally:
+            await executor.aclose()
+    assert most[DEMO_USER] == 2

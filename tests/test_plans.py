@@ -90,11 +90,22 @@ def test_every_statement_of_the_sweep_scans_a_partial_index(busy_table: Conn) ->
     assert used >= PARTIAL_INDEXES, used
 
 
-def test_claim_due_walks_the_pending_index_not_the_history(busy_table: Conn) -> None:
+def test_claim_due_visits_users_through_the_pending_index_not_the_history(busy_table: Conn) -> None:
     # Make some of the pending jobs due, so the claim has rows to take.
     busy_table.execute(
         "update public.jobs set run_at = now() - interval '1 minute'"
         " where status = 'pending' and (payload ->> 'n')::int <= 150"
+    )
+    # Realistic proportions of users: 50 more, a due job each, and a cap to check.
+    busy_table.execute(
+        "with u as (insert into auth.users (id, email)"
+        " select gen_random_uuid(), 'plan-' || n || '@example.com' from generate_series(1, 50) n"
+        " returning id)"
+        " insert into public.jobs (user_id, job_type, run_at)"
+        " select id, 'sample_task', now() - interval '1 minute' from u"
+    )
+    busy_table.execute(
+        "update jobhook.job_types set max_running_per_user = 5 where name = 'sample_task'"
     )
     busy_table.execute("analyze public.jobs")
     plans = nested_plans(
@@ -104,8 +115,10 @@ def test_claim_due_walks_the_pending_index_not_the_history(busy_table: Conn) -> 
     assert scans, "auto_explain reported no plan touching public.jobs"
     assert not [s for s in scans if s[0] == "Seq Scan"], json.dumps(plans, indent=1)
     used = {index for _, index in scans if index}
-    assert "jobs_pending_run_at_idx" in used, scans
-    assert used <= {"jobs_pending_run_at_idx", "jobs_pkey"}, scans
+    # Users are visited through the per-user index: a claim costs the users it visits, never a
+    # walk of the type's backlog (jobs_pending_run_at_idx) or of its history.
+    assert "jobs_pending_by_user_idx" in used, scans
+    assert used <= {"jobs_pending_by_user_idx", "jobs_processing_by_user_idx", "jobs_pkey"}, scans
 
 
 def test_a_users_list_newest_first_uses_its_index(busy_table: Conn) -> None:

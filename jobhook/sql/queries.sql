@@ -114,10 +114,12 @@ select jobhook.sweep() as summary;
 -- name: sync_job_type
 insert into jobhook.job_types as t
   (name, enabled, max_attempts, timeout_seconds, backoff_base_seconds, backoff_max_seconds,
-   max_unfinished_per_user, tier, params_schema, description, served_until, updated_at)
+   max_unfinished_per_user, max_running_per_user, tier, params_schema, description,
+   served_until, updated_at)
 values
   (%(name)s, true, %(max_attempts)s, %(timeout_seconds)s, %(backoff_base_seconds)s,
-   %(backoff_max_seconds)s, %(max_unfinished_per_user)s, %(tier)s, %(params_schema)s,
+   %(backoff_max_seconds)s, %(max_unfinished_per_user)s, %(max_running_per_user)s, %(tier)s,
+   %(params_schema)s,
    %(description)s, now() + make_interval(secs => %(serve_seconds)s), now())
 on conflict (name) do update set
   enabled = true,
@@ -126,6 +128,7 @@ on conflict (name) do update set
   backoff_base_seconds = excluded.backoff_base_seconds,
   backoff_max_seconds = excluded.backoff_max_seconds,
   max_unfinished_per_user = excluded.max_unfinished_per_user,
+  max_running_per_user = excluded.max_running_per_user,
   tier = excluded.tier,
   params_schema = excluded.params_schema,
   description = excluded.description,
