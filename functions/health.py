@@ -76,6 +76,17 @@ async def _not_ready(runtime: Runtime, authenticator: Authenticator) -> str | No
             f"Vault secret(s) missing: {', '.join(missing)}; jobs cannot be dispatched "
             "(set [db.vault] in supabase/config.toml, or vault.create_secret)"
         )
+    if (
+        secret is not None
+        and runtime.verifier is not None
+        and not runtime.accepts(secret)
+        and not runtime.adopt(secret)
+    ):
+        return (
+            f"the database signs doorbells with a secret this app does not accept: Vault's "
+            f"{vault.WEBHOOK_SECRET} is not among JOBHOOK_WEBHOOK_SECRETS; every doorbell "
+            "is refused with 401 (add the new secret to the app, or put Vault's back)"
+        )
     return runtime.not_ready or authenticator.not_configured
 
 

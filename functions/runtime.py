@@ -85,10 +85,19 @@ class Runtime:
             return False
         self._rotation_checked = now
         secrets = await self.verify_secrets()
-        if not secrets or secrets[0] in self._verified_with:
+        return bool(secrets) and self.adopt(secrets[0])
+
+    def accepts(self, secret: str) -> bool:
+        """Whether doorbells signed with `secret` verify here."""
+        return secret in self._verified_with
+
+    def adopt(self, secret: str) -> bool:
+        """With the secret read from Vault: verify with `secret` too, if it is new (a rotation
+        in Vault); True when it was."""
+        if self.settings.webhook_secrets or self.verifier is None or self.accepts(secret):
             return False
         # The old secret stays accepted: doorbells it signed may still be on their way.
-        self._verified_with = [secrets[0], *self._verified_with][:2]
+        self._verified_with = [secret, *self._verified_with][:2]
         self.verifier = Verifier(self._verified_with)
         log.info("the webhook secret was rotated in Vault; verifying with the new one")
         return True

@@ -128,3 +128,28 @@ async def test_an_unreachable_database_is_told_only_to_operators() -> None:
             reply = await client.get(path)
             assert (reply.status_code, reply.json()) == (503, {"status": "unavailable"}), path
             assert "127.0.0.1" not in reply.text
+
+
+async def test_ready_sees_vault_and_the_app_disagree_on_the_secret(
+    committed: Stack, api_server: AppFactory
+) -> None:
+    from jobhook import vault
+
+    served = await api_server(JOBHOOK_WEBHOOK_SECRETS=committed.webhook_secret)
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        vault.write(conn, vault.WEBHOOK_SECRET, vault.new_webhook_secret())
+    async with httpx.AsyncClient(base_url=served.url) as client:
+        reply = await client.get("/ready")
+    assert reply.status_code == 503
+    assert "does not accept" in reply.json()["reason"]
+
+
+async def test_ready_follows_a_secret_rotated_in_vault(committed: Stack, app_stack: Served) -> None:
+    from jobhook import vault
+
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        vault.write(conn, vault.WEBHOOK_SECRET, vault.new_webhook_secret())
+    async with httpx.AsyncClient(base_url=app_stack.url) as client:
+        reply = await client.get("/ready")
+    # The app reads its secret from Vault: it takes the new one up, beside the old.
+    assert reply.status_code == 200, reply.text
