@@ -21,6 +21,7 @@ lint: bootstrap
 	@$(VENV)/ruff check .
 	@$(VENV)/ruff format --check .
 	@$(VENV)/mypy
+	@$(VENV)/pytest -q -p no:cacheprovider tests/test_layout.py  # the import rules
 
 format: bootstrap
 	@$(VENV)/ruff check --fix .

@@ -14,6 +14,7 @@ tests import it and call the functions with `.local()`).
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -35,15 +36,23 @@ MARGIN_SECONDS = 60
 app = modal.App(APP_NAME)
 
 
-def _not_python_cache(path: Path) -> bool:
-    return "__pycache__" in path.parts
+# What stays on the developer's machine: the dev stack and the CLI are jobhook's subpackages,
+# but nothing deployed imports them (tests/test_layout.py holds the runtime to that).
+LOCAL_ONLY = (("jobhook", "devstack"), ("jobhook", "cli"))
+
+
+def not_shipped(path: Path) -> bool:
+    parts = path.parts
+    pairs = set(itertools.pairwise(parts))
+    return "__pycache__" in parts or any(pair in pairs for pair in LOCAL_ONLY)
 
 
 image = (
     modal.Image.debian_slim(python_version="3.11")
+    # Production dependencies only: the dev stack's and the CLI's are the dev group's.
     .uv_sync(frozen=True, extra_options="--no-dev")
-    # The packages carry SQL files (named queries, stand-ins) beside the Python modules.
-    .add_local_python_source("jobhook", "functions", "handlers", ignore=_not_python_cache)
+    # The packages carry SQL files (named queries) beside the Python modules.
+    .add_local_python_source("jobhook", "functions", "handlers", ignore=not_shipped)
 )
 secrets = [modal.Secret.from_name("jobhook", required_keys=["DATABASE_URL"])]
 

@@ -34,9 +34,10 @@ import psycopg
 from psycopg import sql
 
 from bench import cpu, workers
-from jobhook import database, vault
-from jobhook.cluster import Cluster, free_port
+from jobhook import vault
 from jobhook.config import DEMO_USER_ID
+from jobhook.devstack import database
+from jobhook.devstack.cluster import Cluster, free_port
 
 PGQUEUER_DB = "pgqueuer_bench"
 CLAIMS = json.dumps({"sub": DEMO_USER_ID, "role": "authenticated"})

@@ -33,8 +33,8 @@ def run_jobhook(
     from jobhook import logs
     from jobhook.config import Settings
     from jobhook.context import JobContext
+    from jobhook.devstack.stack import serve
     from jobhook.registry import Registry
-    from jobhook.stack import serve
 
     logs.configure(level="WARNING")
     registry = Registry()

@@ -17,11 +17,11 @@ from functions import errors, health, jobs, service, webhooks
 from functions.auth import Authenticator, OperatorOnly
 from functions.ratelimit import RateLimiter
 from functions.requests import BodyLimitMiddleware, RequestIdMiddleware
-from functions.runtime import ExecutorFactory, Runtime
 from jobhook import logs
 from jobhook.config import Settings
+from jobhook.doorbell import MAX_BODY_BYTES
 from jobhook.registry import Registry, registry
-from jobhook.webhook import MAX_BODY_BYTES
+from jobhook.runtime import ExecutorFactory, Runtime
 
 DESCRIPTION = """
 Create jobs, follow their progress and read their results. Every `/jobs` request carries a

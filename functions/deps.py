@@ -10,8 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from functions.runtime import Runtime
 from jobhook.executor import Executor
+from jobhook.runtime import Runtime
 
 
 async def get_runtime(request: Request) -> Runtime:

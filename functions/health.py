@@ -13,8 +13,8 @@ from psycopg_pool import PoolTimeout
 
 from functions.auth import Authenticator, OperatorDetails, get_authenticator
 from functions.deps import RuntimeDep
-from functions.runtime import Runtime
 from jobhook import vault
+from jobhook.runtime import Runtime
 
 router = APIRouter(tags=["health"])
 # A check must answer before the load balancer's own timeout, not after the pool's 30 s.

@@ -13,15 +13,15 @@ from pydantic import ValidationError
 
 from functions.deps import ExecutorDep, RuntimeDep
 from functions.errors import ApiError
-from functions.runtime import Runtime
 from jobhook import metrics
+from jobhook.doorbell import DispatchEvent, InvalidWebhook, events
 from jobhook.executor import Dispatched
-from jobhook.webhook import DispatchEvent, InvalidWebhook, events
+from jobhook.runtime import Runtime
 
 router = APIRouter(tags=["webhooks"])
 # Inside the doorbell's timeout (jobhook.settings.dispatch_timeout_ms, 10 s by default).
 WARM_UP_WAIT_SECONDS = 5.0
-log = structlog.get_logger("jobhook.webhook")
+log = structlog.get_logger("jobhook.doorbell")
 
 
 @router.post(

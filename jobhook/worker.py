@@ -7,8 +7,8 @@ from uuid import UUID
 
 from jobhook.config import Settings
 from jobhook.registry import Registry
-from jobhook.runner import Outcome, Runner, new_worker_id
-from jobhook.store import Store
+from jobhook.runner import Outcome, Runner
+from jobhook.runtime import new_runner
 
 
 async def run_jobs(job_ids: list[str], registry: Registry, settings: Settings) -> list[Outcome]:
@@ -41,12 +41,7 @@ async def _runner(settings: Settings, registry: Registry) -> Runner:
     jobs."""
     key = (settings.database_url, id(registry), id(asyncio.get_running_loop()))
     if key not in _runners:
-        store = Store.open(
-            settings.database_url,
-            min_size=1,
-            max_size=settings.db_pool_size,
-            limits=settings.limits,
-        )
-        await store.pool.open()
-        _runners[key] = Runner(store, registry, settings.worker_id or new_worker_id())
+        runner = new_runner(settings, registry, min_connections=1)
+        await runner.store.pool.open()
+        _runners[key] = runner
     return _runners[key]

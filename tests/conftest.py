@@ -1,7 +1,7 @@
 """Fixtures shared by every test tier: a throwaway PostgreSQL 15 cluster per test session.
 
-The cluster is built by the dev stack's own code (jobhook.cluster, jobhook.database), so the tests
-run the migrations exactly as `make dev` does. pg_cron can only be created in the database named
+The cluster is built by the dev stack's own code (jobhook.devstack), so the tests run the
+migrations exactly as `make dev` does. pg_cron can only be created in the database named
 by cron.database_name, so the migrations run in `postgres`, as in the dev stack; isolation comes
 from a transaction rolled back after each test (`db`), or, for tests that must commit (anything
 that fires after commit: NOTIFY, pg_net deliveries, the runtime), from `committed`, which
@@ -29,10 +29,11 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from jobhook import database, vault
-from jobhook.cluster import Cluster, free_port
+from jobhook import vault
 from jobhook.config import LOCAL_ISSUER, LOCAL_JWT_SECRET, Settings
-from jobhook.stack import Served, serve
+from jobhook.devstack import database
+from jobhook.devstack.cluster import Cluster, free_port
+from jobhook.devstack.stack import Served, serve
 
 DEMO_USER = "00000000-0000-4000-8000-00000000d3e0"
 # What the app under test is told, as the dev stack tells it: tokens signed with the supabase CLI's

@@ -10,7 +10,7 @@ import httpx
 import psycopg
 import pytest
 
-from jobhook.stack import Served
+from jobhook.devstack.stack import Served
 from tests.conftest import DEMO_USER, AppFactory, Stack, finished, user_token, wait_for_job
 
 pytestmark = pytest.mark.commits

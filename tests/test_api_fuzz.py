@@ -21,9 +21,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from functions.app import create_app
 from jobhook import vault
-from jobhook.cluster import free_port
 from jobhook.config import LOCAL_JWT_SECRET, Settings
-from jobhook.stack import serve
+from jobhook.devstack.cluster import free_port
+from jobhook.devstack.stack import serve
 from tests.conftest import Stack, user_token
 
 pytestmark = pytest.mark.commits

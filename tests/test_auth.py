@@ -23,7 +23,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from pydantic import ValidationError
 
 from jobhook.config import LOCAL_ISSUER, LOCAL_JWT_SECRET, Settings
-from jobhook.tokens import user_token as local_token
+from jobhook.devstack.tokens import user_token as local_token
 from tests.conftest import DEMO_USER, AppFactory, QuietHandler, http_server, user_token
 
 pytestmark = pytest.mark.commits

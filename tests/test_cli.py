@@ -19,9 +19,9 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from jobhook.cli import app
-from jobhook.cluster import Cluster, free_port, port_is_listening
+from jobhook.cli.main import app
 from jobhook.config import LOCAL_ISSUER, LOCAL_JWT_SECRET
+from jobhook.devstack.cluster import Cluster, free_port, port_is_listening
 from tests.conftest import DEMO_USER, Stack, insert_job
 
 pytestmark = pytest.mark.commits

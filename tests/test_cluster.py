@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from jobhook.cluster import Cluster, ClusterError, free_port, port_is_listening
+from jobhook.devstack.cluster import Cluster, ClusterError, free_port, port_is_listening
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ import pytest
 from svix.webhooks import Webhook
 
 from jobhook import vault
-from jobhook.cluster import free_port
-from jobhook.delivery import DeliveryWorker
+from jobhook.devstack.cluster import free_port
+from jobhook.devstack.delivery import DeliveryWorker
 from tests.conftest import DEMO_USER, Receiver, Stack
 
 pytestmark = pytest.mark.commits

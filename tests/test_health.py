@@ -7,9 +7,9 @@ import psycopg
 import pytest
 
 from functions.app import create_app
-from jobhook.cluster import free_port
 from jobhook.config import LOCAL_JWT_SECRET, Settings
-from jobhook.stack import Served
+from jobhook.devstack.cluster import free_port
+from jobhook.devstack.stack import Served
 from tests.conftest import LOCAL_STACK, AppFactory, Stack
 
 pytestmark = pytest.mark.commits

@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from jobhook import migrations
-from jobhook.database import PROJECT_DIR
+from jobhook.devstack import migrations
+from jobhook.devstack.database import PROJECT_DIR
 from tests.conftest import Stack
 
 MIGRATIONS = PROJECT_DIR / "supabase" / "migrations"

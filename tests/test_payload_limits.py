@@ -14,8 +14,8 @@ import pytest
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, JsonValue, ValidationError
 
+from jobhook.devstack.stack import Served
 from jobhook.runner import Outcome, Runner
-from jobhook.stack import Served
 from jobhook.store import Store
 from tests import handlers_for_tests
 from tests.conftest import (

@@ -15,8 +15,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from jobhook import vault
+from jobhook.devstack.stack import Served
 from jobhook.runner import UNEXPECTED
-from jobhook.stack import Served
 from tests import handlers_for_tests
 from tests.conftest import (
     DEMO_USER,

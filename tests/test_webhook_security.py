@@ -15,9 +15,9 @@ from svix.webhooks import Webhook
 
 from functions.app import create_app
 from jobhook import vault
-from jobhook.cluster import free_port
 from jobhook.config import Settings
-from jobhook.stack import Served, app_server, serve
+from jobhook.devstack.cluster import free_port
+from jobhook.devstack.stack import Served, app_server, serve
 from tests import handlers_for_tests
 from tests.conftest import Stack, finished, insert_job, wait_for_job
 

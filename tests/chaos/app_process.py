@@ -14,8 +14,8 @@ import uvloop
 from functions.app import create_app
 from jobhook import logs
 from jobhook.config import LOCAL_JWT_SECRET, Settings
-from jobhook.delivery import DeliveryWorker
-from jobhook.stack import app_server
+from jobhook.devstack.delivery import DeliveryWorker
+from jobhook.devstack.stack import app_server
 from tests.chaos.handlers import registry
 
 

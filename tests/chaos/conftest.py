@@ -22,8 +22,9 @@ import httpx
 import psycopg
 import pytest
 
-from jobhook import database, vault
-from jobhook.cluster import Cluster, free_port
+from jobhook import vault
+from jobhook.devstack import database
+from jobhook.devstack.cluster import Cluster, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,7 +142,7 @@ async def in_process_stack(chaos: Chaos) -> AsyncIterator[Any]:
     """The delivery worker and the app in this process (for cases that kill neither)."""
     from functions.app import create_app
     from jobhook.config import Settings
-    from jobhook.stack import serve
+    from jobhook.devstack.stack import serve
     from tests.chaos.handlers import registry
     from tests.conftest import LOCAL_STACK
 

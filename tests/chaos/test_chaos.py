@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from jobhook.delivery import DeliveryWorker
+from jobhook.devstack.delivery import DeliveryWorker
 from tests.chaos.conftest import Chaos, eventually
 from tests.conftest import DEMO_USER
 

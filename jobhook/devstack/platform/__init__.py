@@ -3,7 +3,7 @@
 `platform.sql` mirrors what Supabase's image creates before a project's migrations (roles, the
 auth schema, the extensions schema, the Realtime publication, the migration history table). The
 `*.control` and `*--*.sql` files are stand-in extensions (pg_net, supabase_vault) that
-`jobhook.cluster` installs where this cluster's PostgreSQL looks for extensions.
+`jobhook.devstack.cluster` installs where this cluster's PostgreSQL looks for extensions.
 """
 
 from __future__ import annotations

@@ -233,7 +233,7 @@ class Cluster:
     def _install_extensions(self) -> None:
         target = self.extension_dir / _share_dir().relative_to("/") / "extension"
         target.mkdir(parents=True, exist_ok=True)
-        for item in resources.files("jobhook.platform").iterdir():
+        for item in resources.files("jobhook.devstack.platform").iterdir():
             if item.name.endswith(".control") or (item.name.endswith(".sql") and "--" in item.name):
                 (target / item.name).write_text(item.read_text())
         for path in [self.extension_dir, *self.extension_dir.rglob("*")]:

@@ -31,7 +31,7 @@ WAKE_CHANNEL = "pg_net_wake"
 APPLICATION_NAME = "pg_net worker"
 USER_AGENT = "pg_net/0.20.4"
 
-log = structlog.get_logger("jobhook.delivery")
+log = structlog.get_logger("jobhook.devstack.delivery")
 
 CONSUME = """
 with rows as (

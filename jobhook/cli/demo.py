@@ -18,12 +18,12 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from jobhook.cli.watch import watch
 from jobhook.client import Caller, JobsClient
-from jobhook.cluster import port_is_listening
 from jobhook.config import DEMO_USER_ID
-from jobhook.stack import DevStack
+from jobhook.devstack.cluster import port_is_listening
+from jobhook.devstack.stack import DevStack
 from jobhook.store import new_pool
-from jobhook.watch import watch
 
 Row = dict[str, Any]
 BULK = 20

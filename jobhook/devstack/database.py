@@ -12,9 +12,10 @@ from typing import Any
 
 import psycopg
 
-from jobhook import migrations, platform, vault
+from jobhook import vault
+from jobhook.devstack import migrations, platform
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8000/webhooks/jobs"
 
 

@@ -19,12 +19,12 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
-from jobhook import database
-from jobhook.cluster import Cluster, server_reachable
 from jobhook.config import LOCAL_JWT_SECRET, Settings
-from jobhook.delivery import DeliveryWorker
+from jobhook.devstack import database
+from jobhook.devstack.cluster import Cluster, server_reachable
+from jobhook.devstack.delivery import DeliveryWorker
 
-log = structlog.get_logger("jobhook.stack")
+log = structlog.get_logger("jobhook.devstack.stack")
 
 DB_PORT = 54322
 APP_HOST = "127.0.0.1"

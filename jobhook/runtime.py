@@ -21,11 +21,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from jobhook import vault
 from jobhook.config import Settings
+from jobhook.doorbell import Verifier
 from jobhook.executor import Executor, LocalExecutor
 from jobhook.registry import SERVE_SECONDS, Registry
 from jobhook.runner import Runner, new_worker_id
 from jobhook.store import Store, new_pool
-from jobhook.webhook import Verifier
 
 log = structlog.get_logger("jobhook.app")
 
@@ -63,12 +63,9 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings, registry: Registry) -> Runtime:
-        store = Store.open(
-            settings.database_url, max_size=settings.db_pool_size, limits=settings.limits
-        )
-        worker_id = settings.worker_id or new_worker_id()
+        runner = new_runner(settings, registry, min_connections=2)
         api_pool = new_pool(settings.database_url, max_size=settings.api_pool_size)
-        runtime = cls(settings, registry, store, Runner(store, registry, worker_id), api_pool)
+        runtime = cls(settings, registry, runner.store, runner, api_pool)
         runtime.runner.on_retry = runtime._schedule_changed.set
         return runtime
 
@@ -206,6 +203,18 @@ class Runtime:
     async def wait_ready(self) -> None:
         """Wait until the app can take deliveries (tests and the dev stack use this)."""
         await self._ready.wait()
+
+
+def new_runner(settings: Settings, registry: Registry, *, min_connections: int) -> Runner:
+    """The runner and its store (an unopened pool), wired the same way for the web app and for
+    Modal's runner functions (jobhook.worker)."""
+    store = Store.open(
+        settings.database_url,
+        min_size=min_connections,
+        max_size=settings.db_pool_size,
+        limits=settings.limits,
+    )
+    return Runner(store, registry, settings.worker_id or new_worker_id())
 
 
 def tune_garbage_collector() -> None:

@@ -19,13 +19,13 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from jobhook import logs
+from jobhook.cli.watch import watch
 from jobhook.client import Caller, CannotCancel, EnqueueRefused, JobNotFound, JobsClient
 from jobhook.config import DEMO_USER_ID, get_settings
+from jobhook.devstack.stack import APP_PORT, DB_PORT, DevStack
+from jobhook.devstack.tokens import user_token
 from jobhook.jobs import JobStatus
-from jobhook.stack import APP_PORT, DB_PORT, DevStack
 from jobhook.store import new_pool
-from jobhook.tokens import user_token
-from jobhook.watch import watch
 
 app = typer.Typer(
     help="Background jobs as Postgres rows on Supabase, run on Modal.",
@@ -122,7 +122,7 @@ def demo(
     data_dir: DataDirOption = None,
 ) -> None:
     """Start the stack, run sample jobs end to end with live progress, print results, stop."""
-    from jobhook.demo import run_demo
+    from jobhook.cli.demo import run_demo
 
     logs.configure(level="WARNING", json=False)
     stack = DevStack(db_port=db_port, app_port=app_port, data_dir=data_dir)

@@ -1,0 +1,5 @@
+"""`python -m jobhook.cli`: the same as the `jobhook` command."""
+
+from jobhook.cli.main import app
+
+app()
