@@ -1,0 +1,205 @@
+-- The doorbell: one signed request to the runtime's webhook per 500 due jobs.
+--
+-- The webhook is a doorbell, not a delivery guarantee: pg_net sends once, after commit, without
+-- retries, so a lost ring only delays a job (the sweep rings again, 07_sweep.sql).
+--
+-- Requests are queued in pg_net by a role with a client's rights only. pg_net grants its tables
+-- to PUBLIC, TRIGGER included (sql/pg_net.sql, its last lines), so any role can attach a trigger
+-- to net.http_request_queue, and such a trigger runs as whoever inserts the request. Were that
+-- the owner of jobhook's security definer functions, the trigger could read Vault and every
+-- user's jobs; so the secret stays with the functions that sign (jobhook.dispatch) and the
+-- insert is made by jobhook.ring, which runs as jobhook_doorbell.
+
+-- jobhook_doorbell owns jobhook.ring and nothing else. It holds anon's rights, which every
+-- Supabase image gives pg_net's request functions to, and no others: a trigger planted on
+-- net.http_request_queue runs as this role, so it can neither decrypt Vault nor read jobs.
+do $$
+begin
+  if not exists (select from pg_catalog.pg_roles where rolname = 'jobhook_doorbell') then
+    create role jobhook_doorbell nologin inherit;
+  end if;
+end;
+$$;
+comment on role jobhook_doorbell is
+  'jobhook: queues signed doorbells in pg_net with anon''s rights; owns jobhook.ring only.';
+grant anon to jobhook_doorbell;
+
+-- Standard Webhooks signature: "v1," || base64(HMAC-SHA256(key, "id.timestamp.body")), where key
+-- is the base64 part of a whsec_ secret. `body` must be the exact text pg_net sends: net.http_post
+-- sends convert_to(body::text, 'UTF8'), so callers sign body::text of the jsonb they post.
+-- PL/pgSQL, not SQL: a SQL function with a SET clause cannot be inlined and is planned again on
+-- every call, while PL/pgSQL keeps its plans for the life of the (pooled, long-lived) connection.
+create or replace function jobhook.sign_webhook(secret text, msg_id text, ts bigint, body text)
+returns text
+language plpgsql
+immutable
+strict
+set search_path = ''
+as $$
+begin
+  return 'v1,' || encode(
+    extensions.hmac(
+      convert_to(msg_id || '.' || ts::text || '.' || body, 'UTF8'),
+      decode(regexp_replace(secret, '^whsec_', ''), 'base64'),
+      'sha256'
+    ),
+    'base64'
+  );
+end;
+$$;
+
+-- The doorbell's URL and signing secret, read from Vault in one query (decryption is most of a
+-- small dispatch's cost). Null when either is missing.
+create or replace function jobhook.webhook_config(out url text, out secret text)
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  select max(s.decrypted_secret) filter (where s.name = 'jobhook_webhook_url'),
+         max(s.decrypted_secret) filter (where s.name = 'jobhook_webhook_secret')
+    into url, secret
+    from vault.decrypted_secrets s
+   where s.name in ('jobhook_webhook_url', 'jobhook_webhook_secret');
+end;
+$$;
+
+-- Queue one signed request. Security definer, owned by jobhook_doorbell: whatever the caller
+-- may do (the sweep, the dispatcher and the insert trigger read Vault), the insert into pg_net's
+-- queue, and any trigger on it, runs as jobhook_doorbell.
+create or replace function jobhook.ring(url text, body jsonb, headers jsonb, timeout_ms integer)
+returns bigint
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  return net.http_post(
+    url := ring.url,
+    body := ring.body,
+    headers := ring.headers,
+    timeout_milliseconds := ring.timeout_ms
+  );
+end;
+$$;
+
+-- Handing a function to another role needs membership in it and, for that role, CREATE on the
+-- schema (taken back at once: ownership stays, the right to add objects does not).
+grant jobhook_doorbell to current_user;
+grant create on schema jobhook to jobhook_doorbell;
+alter function jobhook.ring(text, jsonb, jsonb, integer) owner to jobhook_doorbell;
+revoke create on schema jobhook from jobhook_doorbell;
+revoke execute on function jobhook.ring(text, jsonb, jsonb, integer) from public;
+grant execute on function jobhook.ring(text, jsonb, jsonb, integer) to current_user, service_role;
+
+-- Ring the doorbell for `jobs` (a JSON array of {"id", "job_type"}): one signed POST per 500
+-- jobs to the URL in Vault. Returns the number of requests queued. pg_net sends them after
+-- commit, so a rolled-back insert sends nothing. Without the Vault secrets it warns and sends
+-- nothing: the jobs stay pending and the sweep dispatches them once the secrets exist.
+create or replace function jobhook.dispatch(jobs jsonb)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  total integer := coalesce(jsonb_array_length(jobs), 0);
+  webhook_url text;
+  webhook_secret text;
+  timeout_ms integer;
+  chunk jsonb;
+  body jsonb;
+  msg_id text;
+  ts bigint;
+  requests integer := 0;
+begin
+  if total = 0 then
+    return 0;
+  end if;
+
+  select c.url, c.secret into webhook_url, webhook_secret from jobhook.webhook_config() c;
+  if webhook_url is null or webhook_secret is null then
+    raise warning 'jobhook: Vault secret % is not set; % job(s) stay pending until it is',
+      case when webhook_url is null then 'jobhook_webhook_url' else 'jobhook_webhook_secret' end,
+      total
+      using hint = 'select vault.create_secret(<value>, <name>), or set [db.vault] in supabase/config.toml';
+    return 0;
+  end if;
+
+  select s.dispatch_timeout_ms into timeout_ms from jobhook.settings s;
+
+  -- A list that fits one request (every single-row insert) is posted as it is.
+  for chunk in
+    select jobs where total <= 500
+    union all
+    select jsonb_agg(j.job order by j.n)
+      from jsonb_array_elements(jobs) with ordinality as j (job, n)
+     where total > 500
+     group by (j.n - 1) / 500
+  loop
+    body := jsonb_build_object('type', 'jobs.dispatch', 'jobs', chunk);
+    msg_id := 'msg_' || replace(gen_random_uuid()::text, '-', '');
+    -- clock time, not transaction start: receivers refuse signatures older than 5 minutes.
+    ts := floor(extract(epoch from clock_timestamp()))::bigint;
+    -- Signed here, with the secret; queued by jobhook.ring, without it.
+    perform jobhook.ring(
+      webhook_url,
+      body,
+      jsonb_build_object(
+        'Content-Type', 'application/json',
+        'webhook-id', msg_id,
+        'webhook-timestamp', ts::text,
+        'webhook-signature', jobhook.sign_webhook(webhook_secret, msg_id, ts, body::text)
+      ),
+      timeout_ms
+    );
+    requests := requests + 1;
+  end loop;
+  return requests;
+end;
+$$;
+
+-- Statement trigger: one doorbell for all due rows of the statement (the row trigger in
+-- 03_enqueue.sql marked them). Security definer because it reads Vault, which clients must
+-- never see.
+create or replace function jobhook.jobs_dispatch()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  due jsonb := (select jsonb_agg(jsonb_build_object('id', i.id, 'job_type', i.job_type))
+                  from inserted i
+                 where i.dispatch_count > 0);
+begin
+  if due is not null and jobhook.dispatch(due) = 0 then
+    -- Nothing went out (Vault is not configured): take back the marks the row trigger made,
+    -- so these jobs count as never delivered rather than as delivered and ignored.
+    update public.jobs j
+       set dispatch_count = 0, dispatched_at = null
+     where j.id in (select (d ->> 'id')::uuid from jsonb_array_elements(due) d);
+  end if;
+  return null;
+end;
+$$;
+
+create trigger jobs_dispatch
+  after insert on public.jobs
+  referencing new table as inserted
+  for each statement execute function jobhook.jobs_dispatch();
+
+-- Trigger functions fire whatever their EXECUTE privilege; revoking it only stops anyone from
+-- attaching them to a table of their own (jobs_dispatch would sign any ids it is handed).
+revoke execute on function
+  jobhook.webhook_config(),
+  jobhook.sign_webhook(text, text, bigint, text),
+  jobhook.dispatch(jsonb),
+  jobhook.jobs_dispatch()
+from public;
+grant execute on function
+  jobhook.webhook_config(),
+  jobhook.sign_webhook(text, text, bigint, text),
+  jobhook.dispatch(jsonb)
+to service_role;

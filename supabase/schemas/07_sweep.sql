@@ -1,0 +1,251 @@
+-- Recovery: prompt dispatch of jobs that become due, and the sweep that rescues what was lost.
+--
+-- The webhook is a doorbell, not a delivery guarantee (pg_net sends once, without retries), and
+-- a runner can die mid-job. Nothing here trusts a job's age alone: a running job is rescued only
+-- when its lease has expired, and a pending job is re-dispatched only when its last delivery is
+-- old enough to count as lost.
+
+-- Ring the doorbell for due pending jobs not dispatched since they became due: delayed jobs
+-- whose run_at has come and retries whose backoff has passed. The runtime calls this every second
+-- so they start promptly. With include_lost (the sweep), jobs whose last delivery is older than
+-- redispatch_after_seconds are rung again too: their doorbell was lost. All go out together, 500
+-- per request. Returns the number of jobs rung.
+create or replace function jobhook.dispatch_due(include_lost boolean default false, max_jobs integer default 50000)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  picked uuid[];
+  due jsonb;
+  lost_before timestamptz;
+  max_dispatches integer;
+begin
+  -- Settings read into variables rather than joined: the planner then sees the job rows alone.
+  select now() - make_interval(secs => s.redispatch_after_seconds), s.max_dispatches
+    into lost_before, max_dispatches
+    from jobhook.settings s;
+
+  -- Pick and lock; skip locked: a job another session is claiming or dispatching right now is
+  -- not due here. Two queries, not one with an OR on include_lost: the every-second call must
+  -- stay on the small jobs_due_idx, whose size is the number of jobs waiting for a first ring.
+  if include_lost then
+    picked := array(
+      select j.id
+        from public.jobs j
+       where j.status = 'pending'
+         and j.run_at <= now()
+         and j.cancel_requested_at is null
+         and (j.dispatched_at is null
+              or j.dispatched_at < j.run_at
+              or (j.dispatched_at < lost_before and j.dispatch_count < max_dispatches))
+       order by j.run_at
+       limit max_jobs
+         for update skip locked);
+  else
+    picked := array(
+      select j.id
+        from public.jobs j
+       where j.status = 'pending'
+         and (j.dispatched_at is null or j.dispatched_at < j.run_at)
+         and j.run_at <= now()
+         and j.cancel_requested_at is null
+       order by j.run_at
+       limit max_jobs
+         for update skip locked);
+  end if;
+  if cardinality(picked) = 0 then
+    return 0;
+  end if;
+  -- Without the Vault secrets nothing can be sent: mark nothing, so no job counts a delivery
+  -- that never happened (and none is failed as undeliverable for it). Read only when there is
+  -- something to send: decrypting is the costly part of an idle call.
+  if (select c.url is null or c.secret is null from jobhook.webhook_config() c) then
+    return 0;
+  end if;
+
+  with marked as (
+    update public.jobs j
+       set dispatch_count = j.dispatch_count + 1,
+           dispatched_at = now()
+     where j.id = any (picked)
+    returning j.id, j.job_type, j.run_at
+  )
+  select jsonb_agg(jsonb_build_object('id', m.id, 'job_type', m.job_type) order by m.run_at)
+    into due
+    from marked m;
+  perform jobhook.dispatch(due);
+  return coalesce(jsonb_array_length(due), 0);
+end;
+$$;
+
+-- One pass of recovery, scheduled every minute by pg_cron (08_schedule.sql); safe to call at
+-- any time and from several places at once (a second concurrent call returns
+-- {"skipped": true}: it finds the 'sweep' row of jobhook.locks locked). Each step is one
+-- set-based statement over a partial index, so its cost follows the number of live jobs.
+--
+-- Deliveries count only when pg_net attempted them. While pg_net's worker is not sending
+-- (requests the previous sweep saw in its queue are still there a redispatch interval later), a
+-- re-ring would only queue behind them: the sweep then neither rings lost jobs again nor fails
+-- them as undelivered, and a job that times out waiting says why.
+create or replace function jobhook.sweep()
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  s jobhook.settings;
+  mark jobhook.locks;
+  stalled boolean;
+  waiting bigint;
+  rescued integer;
+  undelivered integer;
+  not_started integer;
+  dispatched integer;
+  pruned integer;
+  history_pruned integer;
+begin
+  select * into mark from jobhook.locks l where l.name = 'sweep' for update skip locked;
+  if not found then
+    return jsonb_build_object('skipped', true);
+  end if;
+  select * into s from jobhook.settings;
+
+  -- pg_net's worker takes its queue oldest first, about every second: a request that an
+  -- earlier sweep saw queued and that is still there a redispatch interval later means that
+  -- nothing is sending. (The queue has no timestamps; the mark stands in for them.)
+  stalled := coalesce(mark.marked_at <= now() - make_interval(secs => s.redispatch_after_seconds),
+                      false)
+             and exists (select from net.http_request_queue q where q.id <= mark.queue_mark);
+  if stalled then
+    select count(*) into waiting from net.http_request_queue;
+  end if;
+  if mark.marked_at is null
+     or mark.marked_at <= now() - make_interval(secs => s.redispatch_after_seconds) then
+    update jobhook.locks l
+       set queue_mark = (select max(q.id) from net.http_request_queue q), marked_at = now()
+     where l.name = 'sweep';
+  end if;
+
+  -- 1. Expired leases: the runner stopped heartbeating (killed, or cut off from the database).
+  -- The attempt counts as failed and is retried like any retryable failure.
+  with expired as (
+    select j.id,
+           jobhook.status_after_failure(j.cancel_requested_at, true, j.attempt, j.max_attempts)
+             as status,
+           'lease expired: the runner stopped heartbeating during attempt ' || j.attempt
+             || ' (worker ' || coalesce(j.worker_id, 'unknown') || ')' as message
+      from public.jobs j
+     where j.status = 'processing'
+       and j.lease_expires_at < now()
+       for update skip locked
+  )
+  update public.jobs j
+     set status = expired.status,
+         run_at = case when expired.status = 'pending'
+                       then now() + jobhook.backoff(j.job_type, j.attempt)
+                       else j.run_at end,
+         finished_at = case when expired.status = 'pending' then null else now() end,
+         error = expired.message,
+         errors = j.errors || jobhook.error_entry(j.attempt, expired.message, 'lease_expired'),
+         updated_at = now(),
+         lease_expires_at = null,
+         worker_id = null
+    from expired
+   where j.id = expired.id;
+  get diagnostics rescued = row_count;
+
+  -- 2. Pending jobs delivered max_dispatches times without a runner claiming them: the endpoint
+  -- is down or refusing. Fail them with the reason rather than ring forever; not while pg_net
+  -- is not sending, when those deliveries may never have left the database.
+  with given_up as (
+    select j.id,
+           'not picked up after ' || j.dispatch_count || ' deliveries of the webhook; '
+             || 'check that the endpoint is up (net._http_response has the replies)' as message
+      from public.jobs j
+     where not stalled
+       and j.status = 'pending'
+       and j.run_at <= now()
+       and j.dispatch_count >= s.max_dispatches
+       and j.dispatched_at < now() - make_interval(secs => s.redispatch_after_seconds)
+       for update skip locked
+  )
+  update public.jobs j
+     set status = 'failed',
+         finished_at = now(),
+         error = given_up.message,
+         errors = j.errors || jobhook.error_entry(j.attempt, given_up.message, 'undelivered'),
+         updated_at = now()
+    from given_up
+   where j.id = given_up.id;
+  get diagnostics undelivered = row_count;
+
+  -- 3. Pending jobs due for longer than stuck_timeout_minutes without starting, with the reason
+  -- pg_net gives, if it gives one.
+  with stale as (
+    select j.id,
+           'not started within ' || s.stuck_timeout_minutes || ' minutes of being due'
+             || case when stalled
+                     then ': pg_net has sent nothing for over ' || s.redispatch_after_seconds
+                          || ' s and ' || waiting || ' request(s) wait in its queue; check'
+                          || ' that its worker is running (select net.check_worker_is_up())'
+                     else ' (' || j.dispatch_count || ' deliveries)'
+                end as message
+      from public.jobs j
+     where j.status = 'pending'
+       and j.run_at < now() - make_interval(mins => s.stuck_timeout_minutes)
+       for update skip locked
+  )
+  update public.jobs j
+     set status = 'failed',
+         finished_at = now(),
+         error = stale.message,
+         errors = j.errors || jobhook.error_entry(j.attempt, stale.message, 'not_started'),
+         updated_at = now()
+    from stale
+   where j.id = stale.id;
+  get diagnostics not_started = row_count;
+
+  -- 4. Ring again what is due and was never rung since (delayed jobs, retries after backoff) or,
+  -- while pg_net sends, whose last ring is old enough to count as lost.
+  dispatched := jobhook.dispatch_due(include_lost => not stalled);
+
+  -- 5. Retention, in a bounded batch so one run never holds locks for long; the next run
+  -- continues where this one stopped.
+  with old as (
+    select j.id
+      from public.jobs j
+     where j.status in ('completed', 'failed', 'cancelled')
+       and j.finished_at < now() - make_interval(days => s.retention_days)
+     order by j.finished_at
+     limit 10000
+       for update skip locked
+  )
+  delete from public.jobs j
+   using old
+   where j.id = old.id;
+  get diagnostics pruned = row_count;
+
+  -- 6. pg_cron keeps a row per run forever (cron.job_run_details): prune the sweep's own, as
+  -- jobs are pruned. Its policy lets the job's owner delete them.
+  delete from cron.job_run_details d
+   where d.jobid in (select c.jobid from cron.job c where c.jobname = 'jobhook-sweep')
+     and d.end_time < now() - make_interval(days => s.retention_days);
+  get diagnostics history_pruned = row_count;
+
+  return jsonb_build_object(
+    'rescued', rescued,
+    'failed_undelivered', undelivered,
+    'failed_not_started', not_started,
+    'dispatched', dispatched,
+    'pruned', pruned,
+    'history_pruned', history_pruned,
+    'deliveries_stalled', stalled
+  );
+end;
+$$;
+
+revoke execute on function jobhook.dispatch_due(boolean, integer), jobhook.sweep() from public;
+grant execute on function jobhook.dispatch_due(boolean, integer), jobhook.sweep() to service_role;
