@@ -25,8 +25,8 @@ import psycopg
 import pytest
 
 # The dev stack's own modules, which build the test suite's cluster too; imported here only.
-from jobhook import migrations, platform
-from jobhook.cluster import PASSWORD, PG_BIN, SUPERUSER, Cluster, free_port
+from jobhook.devstack import migrations, platform
+from jobhook.devstack.cluster import PASSWORD, PG_BIN, SUPERUSER, Cluster, free_port
 
 SUPABASE_DIR = Path(__file__).resolve().parent.parent / "supabase"
 MIGRATIONS = SUPABASE_DIR / "migrations"
