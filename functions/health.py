@@ -59,16 +59,12 @@ async def ready(
 
 async def _not_ready(runtime: Runtime, authenticator: Authenticator) -> str | None:
     try:
-        await runtime.store.ping(acquire_within=CHECK_TIMEOUT)
-        url = await runtime.store.vault_secret(vault.WEBHOOK_URL, acquire_within=CHECK_TIMEOUT)
-        secret = await runtime.store.vault_secret(
-            vault.WEBHOOK_SECRET, acquire_within=CHECK_TIMEOUT
-        )
+        found = await runtime.store.readiness(acquire_within=CHECK_TIMEOUT)
     except (psycopg.Error, OSError, PoolTimeout) as exc:
         return f"database unreachable: {exc}"
     missing = [
         name
-        for name, value in ((vault.WEBHOOK_URL, url), (vault.WEBHOOK_SECRET, secret))
+        for name, value in ((vault.WEBHOOK_URL, found.url), (vault.WEBHOOK_SECRET, found.secret))
         if not value
     ]
     if missing:
@@ -76,6 +72,13 @@ async def _not_ready(runtime: Runtime, authenticator: Authenticator) -> str | No
             f"Vault secret(s) missing: {', '.join(missing)}; jobs cannot be dispatched "
             "(set [db.vault] in supabase/config.toml, or vault.create_secret)"
         )
+    if found.foreign_queue_triggers:
+        return (
+            "no doorbell rings while net.http_request_queue has triggers jobhook did not make: "
+            f"{', '.join(found.foreign_queue_triggers)} (drop them: drop trigger <name> on "
+            "net.http_request_queue)"
+        )
+    secret = found.secret
     if (
         secret is not None
         and runtime.verifier is not None

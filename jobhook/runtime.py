@@ -103,7 +103,7 @@ class Runtime:
         """JOBHOOK_WEBHOOK_SECRETS, or else the signing secret the database uses, from Vault."""
         if self.settings.webhook_secrets:
             return self.settings.webhook_secrets
-        secret = await self.store.vault_secret(vault.WEBHOOK_SECRET)
+        secret = (await self.store.readiness()).secret
         return [secret] if secret else []
 
     async def _warm_up(self) -> None:

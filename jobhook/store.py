@@ -78,6 +78,13 @@ class ClaimedJob:
 
 
 @dataclass(frozen=True)
+class Readiness:
+    url: str | None
+    secret: str | None
+    foreign_queue_triggers: list[str]
+
+
+@dataclass(frozen=True)
 class Heartbeat:
     cancel_requested: bool
     lease_expires_at: datetime
@@ -223,9 +230,10 @@ class Store:
         rows = await self._all("renew_job_types", {"names": names, "serve_seconds": serve_seconds})
         return [row["name"] for row in rows]
 
-    async def vault_secret(self, name: str, *, acquire_within: float | None = None) -> str | None:
-        value = await self._value("vault_secret", {"name": name}, acquire_within)
-        return None if value is None else str(value)
+    async def readiness(self, *, acquire_within: float | None = None) -> Readiness:
+        """The doorbell's configuration, as /ready checks it."""
+        [row] = await self._all("readiness", {}, acquire_within)
+        return Readiness(**row)
 
     async def ping(self, *, acquire_within: float | None = None) -> None:
         """Fails within `acquire_within` seconds when no connection can be had (health checks)."""

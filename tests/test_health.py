@@ -153,3 +153,20 @@ async def test_ready_follows_a_secret_rotated_in_vault(committed: Stack, app_sta
         reply = await client.get("/ready")
     # The app reads its secret from Vault: it takes the new one up, beside the old.
     assert reply.status_code == 200, reply.text
+
+
+async def test_ready_names_a_trigger_planted_on_pg_nets_queue(
+    committed: Stack, app_stack: Served
+) -> None:
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        conn.execute(
+            "create trigger planted after insert on net.http_request_queue"
+            " for each row execute function suppress_redundant_updates_trigger()"
+        )
+        try:
+            async with httpx.AsyncClient(base_url=app_stack.url) as client:
+                reply = await client.get("/ready")
+        finally:
+            conn.execute("drop trigger planted on net.http_request_queue")
+    assert reply.status_code == 503
+    assert "planted" in reply.json()["reason"]

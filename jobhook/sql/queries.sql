@@ -37,11 +37,14 @@ select jobhook.dispatch_due() as dispatched,
          where j.status = 'pending' and j.run_at > now() and j.cancel_requested_at is null)
          - now() as next_due_in;
 
--- name: vault_secret
-select decrypted_secret from vault.decrypted_secrets where name = %(name)s;
-
 -- name: ping
 select 1;
+
+-- name: readiness
+-- What /ready needs from the database, in one round trip: the doorbell's configuration in Vault
+-- and the triggers that would stop it.
+select c.url, c.secret, jobhook.foreign_queue_triggers() as foreign_queue_triggers
+  from jobhook.webhook_config() c;
 
 -- Queries run as a client (role authenticated + request.jwt.claims, as PostgREST does), so
 -- row-level security decides what they see and change.

@@ -3,12 +3,18 @@
 -- The webhook is a doorbell, not a delivery guarantee: pg_net sends once, after commit, without
 -- retries, so a lost ring only delays a job (the sweep rings again, 07_sweep.sql).
 --
--- Requests are queued in pg_net by a role with a client's rights only. pg_net grants its tables
--- to PUBLIC, TRIGGER included (sql/pg_net.sql, its last lines), so any role can attach a trigger
--- to net.http_request_queue, and such a trigger runs as whoever inserts the request. Were that
--- the owner of jobhook's security definer functions, the trigger could read Vault and every
--- user's jobs; so the secret stays with the functions that sign (jobhook.dispatch) and the
--- insert is made by jobhook.ring, which runs as jobhook_doorbell.
+-- Requests are queued in pg_net by a role with a client's rights only, and never while a trigger
+-- sits on its queue. pg_net grants its tables to PUBLIC, TRIGGER included (sql/pg_net.sql, its
+-- last lines), so any role can attach a trigger to net.http_request_queue, and such a trigger
+-- runs inside whoever inserts the request. So the secret stays with the functions that sign
+-- (jobhook.dispatch), the insert is made by jobhook.ring, which runs as jobhook_doorbell, and
+-- ring queues nothing while a trigger jobhook did not make is there: code run inside ring could
+-- still change session settings (a plain SET outlives the function that ran it, whatever its
+-- SET clauses), and the definer caller would then resolve names and operators by the planted
+-- search_path, as its owner. A planted trigger thus stops doorbells, and only that: jobs wait,
+-- the sweep and the ticker keep trying, and /ready names the trigger. ring locks the table
+-- first (ROW EXCLUSIVE conflicts with the lock CREATE TRIGGER takes), so none can be added
+-- between the check and the insert.
 
 -- jobhook_doorbell owns jobhook.ring and nothing else. It holds anon's rights, which every
 -- Supabase image gives pg_net's request functions to, and no others: a trigger planted on
@@ -65,16 +71,44 @@ begin
 end;
 $$;
 
--- Queue one signed request. Security definer, owned by jobhook_doorbell: whatever the caller
--- may do (the sweep, the dispatcher and the insert trigger read Vault), the insert into pg_net's
--- queue, and any trigger on it, runs as jobhook_doorbell.
+-- The triggers on pg_net's queue that neither pg_net nor PostgreSQL made.
+create or replace function jobhook.foreign_queue_triggers()
+returns text[]
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select coalesce(array_agg(t.tgname::text order by t.tgname), '{}')
+    from pg_catalog.pg_trigger t
+   where t.tgrelid = 'net.http_request_queue'::regclass
+     and not t.tgisinternal
+$$;
+
+-- Queue one signed request, or none (null) while a foreign trigger sits on the queue. Security
+-- definer, owned by jobhook_doorbell: whatever the caller may do (the sweep, the dispatcher and
+-- the insert trigger read Vault), the insert into pg_net's queue runs as jobhook_doorbell.
 create or replace function jobhook.ring(url text, body jsonb, headers jsonb, timeout_ms integer)
 returns bigint
 language plpgsql
 security definer
 set search_path = ''
 as $$
+declare
+  planted text[];
 begin
+  lock table net.http_request_queue in row exclusive mode;
+  -- jobhook.foreign_queue_triggers' query, here: this role has no use of the jobhook schema.
+  select coalesce(array_agg(t.tgname::text order by t.tgname), '{}') into planted
+    from pg_catalog.pg_trigger t
+   where t.tgrelid = 'net.http_request_queue'::regclass
+     and not t.tgisinternal;
+  if cardinality(planted) > 0 then
+    raise warning 'jobhook: not ringing: net.http_request_queue has trigger(s) jobhook did not make: %',
+      array_to_string(planted, ', ')
+      using hint = 'drop them (drop trigger <name> on net.http_request_queue); jobs wait meanwhile';
+    return null;
+  end if;
   return net.http_post(
     url := ring.url,
     body := ring.body,
@@ -92,9 +126,12 @@ alter function jobhook.ring(text, jsonb, jsonb, integer) owner to jobhook_doorbe
 revoke create on schema jobhook from jobhook_doorbell;
 revoke execute on function jobhook.ring(text, jsonb, jsonb, integer) from public;
 grant execute on function jobhook.ring(text, jsonb, jsonb, integer) to current_user, service_role;
+revoke execute on function jobhook.foreign_queue_triggers() from public;
+grant execute on function jobhook.foreign_queue_triggers() to service_role;
 
 -- Ring the doorbell for `jobs` (a JSON array of {"id", "job_type"}): one signed POST per 500
--- jobs to the URL in Vault. Returns the number of requests queued. pg_net sends them after
+-- jobs to the URL in Vault. Returns the number of requests queued (a request ring refused is
+-- not counted, so the insert trigger takes back its marks). pg_net sends them after
 -- commit, so a rolled-back insert sends nothing. Without the Vault secrets it warns and sends
 -- nothing: the jobs stay pending and the sweep dispatches them once the secrets exist.
 create or replace function jobhook.dispatch(jobs jsonb)
@@ -143,18 +180,19 @@ begin
     -- clock time, not transaction start: receivers refuse signatures older than 5 minutes.
     ts := floor(extract(epoch from clock_timestamp()))::bigint;
     -- Signed here, with the secret; queued by jobhook.ring, without it.
-    perform jobhook.ring(
-      webhook_url,
-      body,
-      jsonb_build_object(
-        'Content-Type', 'application/json',
-        'webhook-id', msg_id,
-        'webhook-timestamp', ts::text,
-        'webhook-signature', jobhook.sign_webhook(webhook_secret, msg_id, ts, body::text)
-      ),
-      timeout_ms
-    );
-    requests := requests + 1;
+    if jobhook.ring(
+         webhook_url,
+         body,
+         jsonb_build_object(
+           'Content-Type', 'application/json',
+           'webhook-id', msg_id,
+           'webhook-timestamp', ts::text,
+           'webhook-signature', jobhook.sign_webhook(webhook_secret, msg_id, ts, body::text)
+         ),
+         timeout_ms
+       ) is not null then
+      requests := requests + 1;
+    end if;
   end loop;
   return requests;
 end;

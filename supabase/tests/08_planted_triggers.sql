@@ -1,85 +1,74 @@
 -- pg_net grants its tables to PUBLIC, TRIGGER included (sql/pg_net.sql, its last lines), so any
--- client role can attach a trigger to net.http_request_queue. Such a trigger runs as whoever
--- queues a request: whatever path rings the doorbell (a client's insert, the sweep, the
--- every-second dispatch), that must be a role with no more than a client's rights.
+-- client role can attach a trigger to net.http_request_queue. Code that runs inside jobhook's
+-- functions could change session settings that the security definer callers then run under, so
+-- jobhook.ring queues nothing while such a trigger exists: whatever path rings (a client's
+-- insert, the sweep, the every-second dispatch), the planted code never runs.
 begin;
 \ir helpers/setup.psql
-select plan(10);
+select plan(12);
 
--- What a planted trigger learns: who it runs as, whether it can decrypt Vault, how many jobs
--- it sees. The log table stands for anything the attacker can write to.
-create table public.spy_log (ran_as text, superuser boolean, vault text, jobs_seen bigint);
-grant insert on public.spy_log to public;
-create function public.spy() returns trigger
+-- What a planted trigger would do: note who it runs as and what it can read, and plant a
+-- search_path for whatever runs after it in the session.
+create schema evil;
+grant usage on schema evil to public;
+create table evil.log (ran_as text, vault text);
+grant insert on evil.log to public;
+create function evil.spy() returns trigger
 language plpgsql
 as $$
 declare
   secret text;
-  seen bigint;
 begin
   begin
     select string_agg(decrypted_secret, ',') into secret from vault.decrypted_secrets;
   exception when insufficient_privilege then
     secret := 'permission denied';
   end;
-  begin
-    select count(*) into seen from public.jobs;
-  exception when insufficient_privilege then
-    seen := -1;
-  end;
-  insert into public.spy_log
-  values (current_user, (select rolsuper from pg_roles where rolname = current_user), secret, seen);
+  insert into evil.log values (current_user, secret);
+  perform set_config('search_path', 'evil, pg_catalog', false);
   return new;
 end;
 $$;
-alter function public.spy() owner to authenticated;
+alter function evil.spy() owner to authenticated;
 
 select tests.authenticate_as('bob@example.com');
 select lives_ok(
   $$create trigger spy after insert on net.http_request_queue
-      for each row execute function public.spy()$$,
+      for each row execute function evil.spy()$$,
   'a client can attach a trigger to pg_net''s queue (upstream grants it)'
 );
 select tests.clear_authentication();
-insert into public.jobs (job_type, payload, user_id)
-select 'sample_task', '{"secret": "bob''s"}', tests.user_id('bob@example.com');
-delete from public.spy_log;
 
--- A client's insert rings.
+select is(jobhook.foreign_queue_triggers(), array['spy'], 'jobhook sees the planted trigger');
+
+-- A client's insert.
 select tests.authenticate_as('alice@example.com');
-insert into public.jobs (job_type) values ('sample_task');
-select tests.clear_authentication();
-select is((select count(*)::int from public.spy_log), 1, 'the planted trigger ran for the insert');
-select is((select ran_as from public.spy_log), 'jobhook_doorbell', 'as jobhook_doorbell');
-select is(
-  (select vault from public.spy_log), 'permission denied', 'which cannot decrypt Vault'
+select lives_ok(
+  $$insert into public.jobs (job_type, idempotency_key) values ('sample_task', 'planted')$$,
+  'inserts still succeed'
 );
-select is((select jobs_seen from public.spy_log), -1::bigint, 'nor read any job');
+select tests.clear_authentication();
+select is((select count(*)::int from evil.log), 0, 'the planted trigger never ran');
+select is((select count(*)::int from net.http_request_queue), 0, 'and no doorbell was queued');
+select results_eq(
+  $$select dispatch_count, dispatched_at from public.jobs where idempotency_key = 'planted'$$,
+  $$values (0, null::timestamptz)$$,
+  'the job counts as never delivered, and waits'
+);
+select is(current_setting('search_path'), 'public, extensions', 'the session''s settings are untouched');
 
 -- The sweep and the every-second dispatch ring as the database owner's jobs (pg_cron, the app).
-delete from public.spy_log;
-update public.jobs set dispatched_at = null, dispatch_count = 0;
-select ok(jobhook.dispatch_due() > 0, 'dispatch_due rings for due jobs');
-select results_eq(
-  $$select distinct ran_as, superuser, vault, jobs_seen from public.spy_log$$,
-  $$values ('jobhook_doorbell', false, 'permission denied', -1::bigint)$$,
-  'and the trigger runs with no more rights there'
-);
-delete from public.spy_log;
-update public.jobs set dispatched_at = now() - interval '1 day', run_at = now() - interval '2 minutes';
-select ok((jobhook.sweep() ->> 'dispatched')::int > 0, 'the sweep rings again for lost deliveries');
-select results_eq(
-  $$select distinct ran_as, superuser, vault, jobs_seen from public.spy_log$$,
-  $$values ('jobhook_doorbell', false, 'permission denied', -1::bigint)$$,
-  'and the trigger runs with no more rights there either'
-);
-
+select is(jobhook.dispatch_due(), 1, 'dispatch_due picks the job');
 select ok(
-  not pg_has_role('jobhook_doorbell', 'service_role', 'usage')
-  and not pg_has_role('jobhook_doorbell', 'authenticated', 'usage')
-  and not has_table_privilege('jobhook_doorbell', 'jobhook.settings', 'select'),
-  'jobhook_doorbell holds none of the roles or tables a definer function uses'
+  (jobhook.sweep() ->> 'skipped') is null, 'the sweep runs'
 );
+select is((select count(*)::int from evil.log), 0, 'and the planted trigger never ran there either');
+
+-- Once it is gone, doorbells ring again.
+drop trigger spy on net.http_request_queue;
+update public.jobs set dispatched_at = null, dispatch_count = 0;
+select is(jobhook.dispatch_due(), 1, 'without it, the doorbell rings');
+select is((select count(*)::int from net.http_request_queue), 1, 'and is queued');
 
 select * from finish();
 rollback;
