@@ -23,6 +23,8 @@ from jobhook.runner import Runner
 from jobhook.store import ClaimedJob, is_transient
 
 log = structlog.get_logger("jobhook.executor")
+# How long a shutdown waits for a claim in flight to come back.
+CLAIM_WAIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,13 @@ class LocalExecutor:
         return refused
 
     async def _claim_forever(self) -> None:
-        while True:
+        # Stopped by aclose between claims, never in one: a claim that has committed must start
+        # its jobs (and so release them), or they would sit in processing until their leases
+        # expired, each losing an attempt.
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
-            while True:
+            while not self._closing:
                 batch = self._next_batch()
                 try:
                     if batch:
@@ -206,7 +211,10 @@ class LocalExecutor:
         self._closing = True
         self._waiting.clear()  # still pending in the database; whoever runs next claims them
         if self._claimer is not None:
-            self._claimer.cancel()
+            self._wake.set()
+            _, claiming = await asyncio.wait([self._claimer], timeout=CLAIM_WAIT_SECONDS)
+            for claimer in claiming:  # a claim hung on a dead connection: its lease will tell
+                claimer.cancel()
         if self._tasks and grace_seconds > 0:
             await asyncio.wait(set(self._tasks), timeout=grace_seconds)
         if self._tasks:

@@ -142,14 +142,20 @@ class Runner:
                 for _ in range(heartbeat.cancels_issued):
                     attempt.uncancel()
         except asyncio.CancelledError:
-            if heartbeat.cancels_issued == 0 or attempt.cancelling():
-                # Cancelled from outside, perhaps as well as by the heartbeat: the process is
-                # shutting down (the executor's aclose, or Modal stopping the container with
-                # SIGINT, which cancels each running input). The attempt is handed back rather
-                # than left to run out its lease; the write still runs, since a task that has
-                # caught its cancellation may await.
+            if attempt.cancelling():
+                # Cancelled from outside (the heartbeat's own cancels were taken back above),
+                # perhaps as well as by the heartbeat: the process is shutting down (the
+                # executor's aclose, or Modal stopping the container with SIGINT, which cancels
+                # each running input). The attempt is handed back rather than left to run out
+                # its lease; the write still runs, since a task that has caught its
+                # cancellation may await.
                 attempt.uncancel()
                 released = True
+            elif heartbeat.cancels_issued == 0:
+                # A CancelledError of the handler's own (say, from a task it cancelled and
+                # awaited): a failure like any other, not a shutdown to release for.
+                ctx.log.warning("handler failed unexpectedly", error="CancelledError")
+                failure = (UNEXPECTED, True, "error")
             elif heartbeat.timed_out and not heartbeat.lost and not ctx.cancelled:
                 failure = (f"timed out after {job_type.timeout_seconds} s", True, "timeout")
             else:

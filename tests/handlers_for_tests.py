@@ -103,3 +103,11 @@ async def odd_result(params: ResultParams, ctx: JobContext) -> Any:
     if params.kind == "nul":
         return {"x": "a\x00b"}
     return {"x": 1}
+
+
+@registry.job(max_attempts=1)
+async def cancels_itself(params: Nothing, ctx: JobContext) -> None:
+    """Await a task it cancelled itself, which raises CancelledError in the handler."""
+    task = asyncio.create_task(asyncio.sleep(60))
+    task.cancel()
+    await task

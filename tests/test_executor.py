@@ -240,3 +240,47 @@ async def test_one_users_long_jobs_leave_room_for_other_users(committed: Stack) 
         finally:
             await executor.aclose()
     assert most[DEMO_USER] == 2
+
+
+class SlowClaimStore(Store):
+    """The real store, whose claims commit and then take their time to come back."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.claiming = asyncio.Event()
+        self.may_return = asyncio.Event()
+
+    async def claim(self, ids: list[UUID], worker_id: str) -> list[ClaimedJob]:
+        claimed = await super().claim(ids, worker_id)
+        self.claiming.set()
+        await self.may_return.wait()
+        return claimed
+
+
+async def test_a_shutdown_during_a_claim_releases_what_that_claim_took(committed: Stack) -> None:
+    registry = Registry()
+
+    @registry.job("steady_task", params=NoParams, max_attempts=1)
+    async def steady_task(params: NoParams, ctx: JobContext) -> None:
+        await asyncio.Event().wait()
+
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        registry.sync(conn)
+        row = conn.execute(
+            "insert into public.jobs (user_id, job_type) values (%s, 'steady_task') returning id",
+            (DEMO_USER,),
+        ).fetchone()
+    assert row is not None
+    store = SlowClaimStore(new_pool(committed.url))
+    async with store:
+        executor = LocalExecutor(
+            Runner(store, registry, "test-worker"), max_concurrency=3, max_per_type=3
+        )
+        await executor.submit([Dispatched(row[0], "steady_task")])
+        await store.claiming.wait()  # committed in the database, not yet back
+        closing = asyncio.create_task(executor.aclose(grace_seconds=0.1))
+        await asyncio.sleep(0)
+        store.may_return.set()
+        await closing
+    job = await wait_for_job(committed.url, row[0], lambda r: r["status"] != "processing", within=5)
+    assert (job["status"], job["attempt"], job["max_attempts"]) == ("pending", 1, 2)

@@ -343,3 +343,13 @@ async def test_a_user_deleted_while_their_job_runs_costs_no_error(
         assert conn.execute("select count(*) from public.jobs").fetchone() == (0,)
     assert summary["rescued"] == 0
     assert [line for line in json_logs() if line["level"] in ("error", "critical")] == []
+
+
+async def test_a_cancelled_error_of_the_handlers_own_is_a_failure_not_a_release(
+    committed: Stack, app_stack: Served
+) -> None:
+    job_id = insert_job(committed.url, "cancels_itself", {})
+    row = await wait_for_job(committed.url, job_id, finished)
+    # Released, it would come back at once with one more attempt, again and again.
+    assert (row["status"], row["attempt"], row["max_attempts"]) == ("failed", 1, 1)
+    assert [(e["kind"], e["message"]) for e in row["errors"]] == [("error", UNEXPECTED)]
