@@ -69,24 +69,46 @@ async def _run(job_ids: list[str]) -> list[str]:
     return [outcome.value for outcome in await run_jobs(job_ids, registry, Settings())]
 
 
-@app.function(image=image, secrets=secrets, timeout=tier_timeout("cpu"))
+# max_containers bounds each function's share of the pooler's connections (docs/deploy.md, "The
+# connection budget"): every container opens up to JOBHOOK_DB_POOL_SIZE of them.
+RUNNER_CONTAINERS = 10
+API_CONTAINERS = 2
+
+
+@app.function(
+    image=image, secrets=secrets, timeout=tier_timeout("cpu"), max_containers=RUNNER_CONTAINERS
+)
 @modal.concurrent(max_inputs=20)
 async def run_cpu(job_ids: list[str]) -> list[str]:
     return await _run(job_ids)
 
 
-@app.function(image=image, secrets=secrets, gpu=GPU, timeout=tier_timeout("gpu"))
+@app.function(
+    image=image,
+    secrets=secrets,
+    gpu=GPU,
+    timeout=tier_timeout("gpu"),
+    max_containers=RUNNER_CONTAINERS,
+)
 async def run_gpu(job_ids: list[str]) -> list[str]:
     return await _run(job_ids)
 
 
-@app.function(image=image, secrets=secrets, memory=4096, timeout=tier_timeout("browser"))
+@app.function(
+    image=image,
+    secrets=secrets,
+    memory=4096,
+    timeout=tier_timeout("browser"),
+    max_containers=RUNNER_CONTAINERS,
+)
 @modal.concurrent(max_inputs=4)
 async def run_browser(job_ids: list[str]) -> list[str]:
     return await _run(job_ids)
 
 
-@app.function(image=image, secrets=secrets, timeout=tier_timeout("llm"))
+@app.function(
+    image=image, secrets=secrets, timeout=tier_timeout("llm"), max_containers=RUNNER_CONTAINERS
+)
 @modal.concurrent(max_inputs=100)
 async def run_llm(job_ids: list[str]) -> list[str]:
     return await _run(job_ids)
@@ -97,7 +119,7 @@ RUNNERS: dict[str, Any] = {"cpu": run_cpu, "gpu": run_gpu, "browser": run_browse
 
 # min_containers=1: a cold start can take longer than the webhook's timeout, and this container
 # also rings for delayed jobs and retries every second.
-@app.function(image=image, secrets=secrets, min_containers=1)
+@app.function(image=image, secrets=secrets, min_containers=1, max_containers=API_CONTAINERS)
 @modal.concurrent(max_inputs=100)
 @modal.asgi_app(label="jobhook-api")
 def api() -> FastAPI:

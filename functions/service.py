@@ -16,7 +16,6 @@ from functions.errors import ApiError
 from functions.jobs import ERRORS, ClientDep, enqueue
 from functions.schemas import ErrorResponse, Job, QueueStats, ServiceJobCreate
 from jobhook.client import Caller
-from jobhook.store import queries
 
 router = APIRouter(prefix="/service", tags=["service"], dependencies=[ServiceKey])
 
@@ -53,9 +52,8 @@ async def create_job_for_user(body: ServiceJobCreate, client: ClientDep, respons
 @router.get("/stats", response_model=QueueStats, responses=SERVICE_ERRORS)
 async def stats(runtime: RuntimeDep) -> Any:
     """Jobs by status and type, the oldest due job still waiting, leases the sweep will rescue."""
-    async with runtime.api_pool.connection() as conn:
-        rows = await (await conn.execute(queries()["stats_by_status_and_type"])).fetchall()
-        health = await (await conn.execute(queries()["stats_health"])).fetchone()
+    rows = await runtime.store.rows("stats_by_status_and_type")
+    [health] = await runtime.store.rows("stats_health")
     by_status: dict[str, int] = {}
     by_type: dict[str, dict[str, int]] = {}
     for row in rows:
@@ -73,7 +71,6 @@ async def stats(runtime: RuntimeDep) -> Any:
 @router.post("/sweep", responses=SERVICE_ERRORS)
 async def sweep(runtime: RuntimeDep) -> dict[str, Any]:
     """Run one pass of the sweep now (pg_cron runs it every minute anyway)."""
-    async with runtime.api_pool.connection() as conn:
-        row = await (await conn.execute(queries()["sweep"])).fetchone()
-    summary: dict[str, Any] = row["summary"] if row else {}
+    [row] = await runtime.store.rows("sweep")
+    summary: dict[str, Any] = row["summary"]
     return summary

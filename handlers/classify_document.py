@@ -5,10 +5,11 @@ The document comes from one of two places, both named by the job's owner and bot
 
 - `url`: an http(s) URL on a public address. Loopback, private, link-local and metadata addresses
   are refused in any spelling, and so is a redirect to one.
-- `storage_path`: `<bucket>/<user id>/<name>`, a file in the owner's own folder of a Supabase
-  Storage bucket, the folder convention of Storage's RLS examples. It is read with the service
-  role key, so the user id must be the job owner's: another user's folder, `..`, `.`, empty
-  segments, backslashes and percent-encoding are refused.
+- `storage_path`: `documents/<user id>/<name>`, a file in the owner's own folder of the
+  `documents` bucket, the folder convention of Storage's RLS examples. It is read with the
+  service role key, so the user id must be the job owner's and the bucket `documents`: another
+  user's folder, another bucket, `..`, `.`, empty segments, backslashes and percent-encoding are
+  refused.
 
 Failures are sorted the way a runner needs them: a refused, missing or oversized document can
 never succeed (PermanentJobError, no retry); a timeout or a 5xx may succeed later (JobError,
@@ -32,6 +33,8 @@ LIMITS = outbound.Limits(max_bytes=MAX_BYTES, total_seconds=60)
 # Which addresses `url` may reach. Public only; the tests widen it to reach their own servers.
 ADDRESSES = outbound.PUBLIC_ONLY
 TEXT_TYPES = ("text/", "application/json", "application/xml")
+# The Storage buckets it reads, laid out by the owner's folder; any other is refused.
+BUCKETS = frozenset({"documents"})
 
 # Words that mark each kind of document; the label is the kind with the most hits per word.
 KEYWORDS: dict[str, tuple[str, ...]] = {
@@ -65,7 +68,7 @@ async def classify_document(params: ClassifyParams, ctx: JobContext) -> dict[str
         )
     else:
         assert params.storage_path is not None
-        storage = outbound.Storage.from_env(LIMITS)
+        storage = outbound.Storage.from_env(BUCKETS, LIMITS)
         document = await storage.read(params.storage_path, ctx.user_id, log=ctx.log)
     await ctx.progress(50, f"fetched {len(document.body)} bytes")
     if not document.content_type.startswith(TEXT_TYPES):

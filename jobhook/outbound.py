@@ -632,18 +632,22 @@ StoragePath = Annotated[str, AfterValidator(_valid_storage_path)]
 
 @dataclass(frozen=True)
 class Storage:
-    """The project's Storage, read with the service-role key, one owner's folder at a time.
+    """The project's Storage, read with the service-role key, one owner's folder at a time, in
+    the buckets named here only.
 
-    The key bypasses Storage's RLS, so the owner check here is what stands in for it.
+    The key bypasses Storage's RLS, so the checks here stand in for it: the owner's folder, and
+    the buckets the handler is meant to read (a bucket laid out another way, or one only admins
+    may read, would otherwise be open to any user who names it).
     """
 
     url: str
     service_key: str = field(repr=False)
+    buckets: frozenset[str] = frozenset()
     limits: Limits = DEFAULT_LIMITS
     verify: ssl.SSLContext | bool = True
 
     @classmethod
-    def from_env(cls, limits: Limits = DEFAULT_LIMITS) -> Storage:
+    def from_env(cls, buckets: frozenset[str], limits: Limits = DEFAULT_LIMITS) -> Storage:
         """SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY, from the runner's Modal secret."""
         url = os.environ.get("SUPABASE_URL")
         key = os.environ.get("SUPABASE_SERVICE_ROLE_KEY")
@@ -652,7 +656,7 @@ class Storage:
                 "reading Storage needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY in the runner's "
                 "environment (the Modal secret)"
             )
-        return cls(url, key, limits=limits)
+        return cls(url, key, buckets, limits=limits)
 
     async def read(self, path: str, owner: UUID | None, *, log: Log | None = None) -> Fetched:
         """The file at `path` (a `StoragePath`), if it is in `owner`'s folder."""
@@ -667,6 +671,11 @@ class Storage:
             target = parse_storage_path(path)
         except ValueError as exc:
             raise Refused(str(exc), path=path) from exc
+        if target.bucket not in self.buckets:
+            readable = ", ".join(sorted(self.buckets)) or "none"
+            raise Refused(
+                f"storage_path must be in a bucket this job type reads ({readable})", path=path
+            )
         if owner is None:
             raise Refused(
                 "storage_path can only be read for a job that belongs to a user", path=path

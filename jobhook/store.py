@@ -230,6 +230,11 @@ class Store:
         rows = await self._all("renew_job_types", {"names": names, "serve_seconds": serve_seconds})
         return [row["name"] for row in rows]
 
+    async def rows(self, name: str) -> list[dict[str, Any]]:
+        """The rows of a named query without parameters (the operator's views), run under the
+        same limits as every other call."""
+        return await self._all(name, {})
+
     async def readiness(self, *, acquire_within: float | None = None) -> Readiness:
         """The doorbell's configuration, as /ready checks it."""
         [row] = await self._all("readiness", {}, acquire_within)

@@ -78,8 +78,8 @@ def documents(monkeypatch: pytest.MonkeyPatch) -> Iterator[Documents]:
                 self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
-            elif self.path.startswith("/storage/v1/object/docs/"):
-                self.storage(self.path.removeprefix("/storage/v1/object/docs/"))
+            elif self.path.startswith("/storage/v1/object/documents/"):
+                self.storage(self.path.removeprefix("/storage/v1/object/documents/"))
             else:
                 self.reply(404, "application/json", b'{"error": "not found"}')
 
@@ -148,11 +148,11 @@ async def test_an_invoice_by_url(committed: Stack, documents: Documents) -> None
 async def test_a_contract_from_the_owners_storage_folder(
     committed: Stack, documents: Documents
 ) -> None:
-    row = await run(committed, {"storage_path": f"docs/{DEMO_USER}/contract.txt"})
+    row = await run(committed, {"storage_path": f"documents/{DEMO_USER}/contract.txt"})
     assert (row["status"], row["result"]["label"]) == ("completed", "contract")
     # storage3's download: GET /storage/v1/object/<bucket>/<name>, with the service key.
     [(path, headers)] = documents.requests
-    assert path == f"/storage/v1/object/docs/{DEMO_USER}/contract.txt"
+    assert path == f"/storage/v1/object/documents/{DEMO_USER}/contract.txt"
     assert headers["authorization"] == f"Bearer {SERVICE_KEY}"
     assert headers["apikey"] == SERVICE_KEY
 
@@ -192,13 +192,13 @@ async def test_a_redirect_to_metadata_is_refused(committed: Stack, documents: Do
 @pytest.mark.parametrize(
     "storage_path",
     [
-        f"docs/{DEMO_USER}/../{OTHER_USER}/contract.txt",
-        f"docs/{DEMO_USER}/%2e%2e/{OTHER_USER}/contract.txt",
-        f"docs/{DEMO_USER}/%252e%252e/{OTHER_USER}/contract.txt",
-        f"docs/{DEMO_USER}//contract.txt",
-        f"docs/{DEMO_USER}/a\\..\\..\\{OTHER_USER}\\contract.txt",
-        f"/docs/{DEMO_USER}/contract.txt",
-        "docs/contract.txt",
+        f"documents/{DEMO_USER}/../{OTHER_USER}/contract.txt",
+        f"documents/{DEMO_USER}/%2e%2e/{OTHER_USER}/contract.txt",
+        f"documents/{DEMO_USER}/%252e%252e/{OTHER_USER}/contract.txt",
+        f"documents/{DEMO_USER}//contract.txt",
+        f"documents/{DEMO_USER}/a\\..\\..\\{OTHER_USER}\\contract.txt",
+        f"/documents/{DEMO_USER}/contract.txt",
+        "documents/contract.txt",
     ],
 )
 async def test_a_storage_path_out_of_the_owners_folder_is_invalid(
@@ -212,14 +212,14 @@ async def test_a_storage_path_out_of_the_owners_folder_is_invalid(
 
 @pytest.mark.usefixtures("app_stack", "other_user")
 async def test_another_users_folder_is_refused(committed: Stack, documents: Documents) -> None:
-    row = await run(committed, {"storage_path": f"docs/{OTHER_USER}/contract.txt"})
+    row = await run(committed, {"storage_path": f"documents/{OTHER_USER}/contract.txt"})
     assert failed_at_once(row) == (
         "storage_path must be in your own folder: <bucket>/<your user id>/<name>"
     )
     assert documents.requests == []
     # The owner reads the same file.
     row = await run(
-        committed, {"storage_path": f"docs/{OTHER_USER}/contract.txt"}, user_id=OTHER_USER
+        committed, {"storage_path": f"documents/{OTHER_USER}/contract.txt"}, user_id=OTHER_USER
     )
     assert row["status"] == "completed"
 
@@ -243,7 +243,10 @@ async def test_a_5xx_is_retried(committed: Stack, documents: Documents) -> None:
         ({"url": "/missing.txt"}, "the URL is not available (HTTP 404)"),
         ({"url": "/photo.png"}, "cannot read image/png documents; send text"),
         ({"url": "/huge.txt"}, f"the response is over the size limit ({10 * 1024 * 1024} bytes)"),
-        ({"storage_path": f"docs/{DEMO_USER}/missing.txt"}, "the file is not available in Storage"),
+        (
+            {"storage_path": f"documents/{DEMO_USER}/missing.txt"},
+            "the file is not available in Storage",
+        ),
     ],
 )
 async def test_what_can_never_work_fails_at_once(
@@ -260,7 +263,10 @@ async def test_what_can_never_work_fails_at_once(
     ("source", "error"),
     [
         ({"url": "/broken.txt"}, "fetching the URL failed (HTTP 500)"),
-        ({"storage_path": f"docs/{DEMO_USER}/broken.txt"}, "reading the file from Storage failed"),
+        (
+            {"storage_path": f"documents/{DEMO_USER}/broken.txt"},
+            "reading the file from Storage failed",
+        ),
     ],
 )
 async def test_an_upstream_error_body_stays_in_the_logs(
@@ -293,16 +299,19 @@ async def test_proxies_from_the_environment_are_not_used(
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
         by_url = await run(committed, {"url": f"{documents.base}/invoice.txt"})
-        from_storage = await run(committed, {"storage_path": f"docs/{DEMO_USER}/contract.txt"})
+        from_storage = await run(committed, {"storage_path": f"documents/{DEMO_USER}/contract.txt"})
     assert (by_url["status"], from_storage["status"]) == ("completed", "completed")
     assert proxied == []
-    assert documents.paths == ["/invoice.txt", f"/storage/v1/object/docs/{DEMO_USER}/contract.txt"]
+    assert documents.paths == [
+        "/invoice.txt",
+        f"/storage/v1/object/documents/{DEMO_USER}/contract.txt",
+    ]
 
 
 @pytest.mark.usefixtures("app_stack")
 async def test_parameters_need_exactly_one_source(committed: Stack) -> None:
     row = await run(
-        committed, {"url": "http://x.example/a", "storage_path": f"docs/{DEMO_USER}/a.txt"}
+        committed, {"url": "http://x.example/a", "storage_path": f"documents/{DEMO_USER}/a.txt"}
     )
     assert row["status"] == "failed"
     assert "give exactly one of url and storage_path" in row["error"]

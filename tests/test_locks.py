@@ -4,6 +4,7 @@ and the per-user quota holds under REPEATABLE READ."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 from uuid import UUID
 
@@ -151,3 +152,51 @@ async def test_the_api_and_the_runner_do_not_share_their_connections(
     # Each gave up at its lock timeout with an answer that says so.
     assert [r.status_code for r in replies] == [503, 503, 503]
     assert {r.json()["error"]["code"] for r in replies} == {"database_busy"}
+
+
+def test_two_claims_at_once_keep_a_users_running_cap(committed: Stack) -> None:
+    import threading
+
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        conn.execute(
+            "update jobhook.job_types set max_running_per_user = 1 where name = 'sample_task'"
+        )
+        first, second = (
+            row[0]
+            for row in conn.execute(
+                "insert into public.jobs (user_id, job_type)"
+                " select %s, 'sample_task' from generate_series(1, 2) returning id",
+                (DEMO_USER,),
+            )
+        )
+    claimed: list[Any] = []
+    with psycopg.connect(committed.url) as one:
+        assert (
+            len(one.execute("select * from jobhook.claim(%s::uuid[], 'a')", ([first],)).fetchall())
+            == 1
+        )
+
+        def other_claim() -> None:
+            with psycopg.connect(committed.url, autocommit=True) as two:
+                claimed.extend(
+                    two.execute("select id from jobhook.claim(%s::uuid[], 'b')", ([second],))
+                )
+
+        racer = threading.Thread(target=other_claim)
+        racer.start()
+        # It waits for the first claim's (type, user) row, in a lock wait.
+        with psycopg.connect(committed.url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 10
+            while watcher.execute(
+                "select count(*) from pg_stat_activity where wait_event_type = 'Lock'"
+                " and query like '%jobhook.claim%'"
+            ).fetchone() != (1,):
+                assert time.monotonic() < deadline, "the second claim never waited"
+        one.commit()
+    racer.join(10)
+    assert claimed == []
+    with psycopg.connect(committed.url) as conn:
+        [(running,)] = conn.execute(
+            "select count(*) from public.jobs where status = 'processing'"
+        ).fetchall()
+    assert running == 1

@@ -626,7 +626,7 @@ def storage_server(storage_api_server: Server) -> Server:
 
 
 def storage(server: Server, **options: Any) -> outbound.Storage:
-    return outbound.Storage(server.url, SERVICE_KEY, **options)
+    return outbound.Storage(server.url, SERVICE_KEY, frozenset({"docs"}), **options)
 
 
 async def test_a_file_in_the_owners_folder_is_read_through_storage3(
@@ -736,7 +736,15 @@ async def test_storage_errors_are_public_and_their_detail_is_logged(
 def test_storage_from_env_needs_the_url_and_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SUPABASE_URL", "https://project.supabase.co")
     monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", SERVICE_KEY)
-    assert outbound.Storage.from_env().url == "https://project.supabase.co"
+    assert outbound.Storage.from_env(frozenset({"docs"})).url == "https://project.supabase.co"
     monkeypatch.delenv("SUPABASE_SERVICE_ROLE_KEY")
     with pytest.raises(PermanentJobError, match="SUPABASE_SERVICE_ROLE_KEY"):
-        outbound.Storage.from_env()
+        outbound.Storage.from_env(frozenset({"docs"}))
+
+
+async def test_a_bucket_the_handler_does_not_read_is_refused(storage_server: Server) -> None:
+    # The service key reads every bucket; a user's folder in a bucket laid out otherwise (or
+    # one only admins may read) must stay out of reach.
+    with pytest.raises(outbound.Refused, match="a bucket this job type reads"):
+        await storage(storage_server).read(f"reviews/{OWNER}/notes.txt", OWNER)
+    assert storage_server.seen == []

@@ -101,5 +101,19 @@ create table jobhook.quota_locks (
 );
 comment on table jobhook.quota_locks is
   'One row per user that enqueued, upserted by each insert to serialize the quota check.';
+-- Claims of a type with a running cap per user take the (type, user) row first, so that two at
+-- once cannot both count the same running jobs and together pass the cap (jobhook.claim,
+-- 05_claim.sql). The jobs without a user have the nil uuid.
+create table jobhook.running_locks (
+  job_type text not null,
+  user_id uuid not null,
+  touched_at timestamptz not null default now(),
+  primary key (job_type, user_id)
+);
+comment on table jobhook.running_locks is
+  'One row per capped job type and user, locked by claims to serialize the running cap.';
 -- Supabase's default privileges reach only schema public; these say so explicitly all the same.
-revoke all on jobhook.locks, jobhook.quota_locks from public, anon, authenticated;
+revoke all on jobhook.locks, jobhook.quota_locks, jobhook.running_locks
+  from public, anon, authenticated;
+-- The claims run as the runtime's role (service_role on a Supabase project).
+grant select, insert, update on jobhook.running_locks to service_role;

@@ -57,6 +57,18 @@ set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
 begin
+  -- Capped types: take each (type, user) row in one order (no deadlock between claims), in a
+  -- statement of its own, so the update below counts running jobs with a snapshot taken after
+  -- any other claim for the same user committed.
+  insert into jobhook.running_locks as r (job_type, user_id)
+  select distinct j.job_type, coalesce(j.user_id, '00000000-0000-0000-0000-000000000000')
+    from public.jobs j
+    join jobhook.job_types t on t.name = j.job_type
+   where j.id = any (claim.job_ids)
+     and t.max_running_per_user is not null
+   order by 1, 2
+  on conflict (job_type, user_id) do update set touched_at = now();
+
   return query
     with locked as materialized (
       select l.id, l.job_type, l.user_id, l.run_at

@@ -114,16 +114,17 @@ begin
   select * into s from jobhook.settings;
 
   -- pg_net's worker takes its queue oldest first, about every second: a request that an
-  -- earlier sweep saw queued and that is still there a redispatch interval later means that
-  -- nothing is sending. (The queue has no timestamps; the mark stands in for them.)
-  stalled := coalesce(mark.marked_at <= now() - make_interval(secs => s.redispatch_after_seconds),
+  -- earlier sweep saw queued and that is still there half a redispatch interval later means
+  -- that nothing is sending. (The queue has no timestamps; the mark stands in for them. Half,
+  -- so that the sweep a minute later, pg_cron's pace, is always late enough to judge.)
+  stalled := coalesce(mark.marked_at <= now() - make_interval(secs => s.redispatch_after_seconds / 2.0),
                       false)
              and exists (select from net.http_request_queue q where q.id <= mark.queue_mark);
   if stalled then
     select count(*) into waiting from net.http_request_queue;
   end if;
   if mark.marked_at is null
-     or mark.marked_at <= now() - make_interval(secs => s.redispatch_after_seconds) then
+     or mark.marked_at <= now() - make_interval(secs => s.redispatch_after_seconds / 2.0) then
     update jobhook.locks l
        set queue_mark = (select max(q.id) from net.http_request_queue q), marked_at = now()
      where l.name = 'sweep';
@@ -170,6 +171,8 @@ begin
        and j.run_at <= now()
        and j.dispatch_count >= s.max_dispatches
        and j.dispatched_at < now() - make_interval(secs => s.redispatch_after_seconds)
+       -- a job waiting for its user's running cap was delivered; it waits its turn
+       and coalesce(jobhook.room_for_user(j.job_type, j.user_id), 1) > 0
        for update skip locked
   )
   update public.jobs j
@@ -196,6 +199,7 @@ begin
       from public.jobs j
      where j.status = 'pending'
        and j.run_at < now() - make_interval(mins => s.stuck_timeout_minutes)
+       and coalesce(jobhook.room_for_user(j.job_type, j.user_id), 1) > 0
        for update skip locked
   )
   update public.jobs j

@@ -14,7 +14,8 @@ create temp table k as select idempotency_key as key, id from public.jobs;
 -- the previous sweep looked, two minutes ago.
 update jobhook.locks
    set queue_mark = (select max(id) from net.http_request_queue),
-       marked_at = now() - interval '2 minutes'
+       -- 40 s: more than half the redispatch interval (60 s), as pg_cron's next minute is
+       marked_at = now() - interval '40 seconds'
  where name = 'sweep';
 update public.jobs
    set run_at = now() - interval '2 minutes', dispatched_at = now() - interval '61 seconds',

@@ -2,7 +2,7 @@
 -- one user's jobs run at once.
 begin;
 \ir helpers/setup.psql
-select plan(8);
+select plan(10);
 
 select tests.create_user('carol@example.com');
 select tests.authenticate_as('alice@example.com');
@@ -60,6 +60,21 @@ select is(
   (select count(*)::int from jobhook.claim(array(select id from public.jobs
       where user_id = tests.user_id('alice@example.com') and status = 'pending'), 'w')),
   1, 'once one finishes, one more starts'
+);
+-- Alice's waiting jobs were delivered long ago, and more than stuck_timeout ago due: they wait
+-- for her cap, not for a runner, and the sweep leaves them be.
+update public.jobs
+   set dispatch_count = 5, dispatched_at = now() - interval '1 hour',
+       run_at = now() - interval '1 hour'
+ where user_id = tests.user_id('alice@example.com') and status = 'pending';
+select is(
+  (jobhook.sweep() ->> 'failed_undelivered')::int, 0,
+  'jobs waiting for their user''s cap are not failed as undelivered'
+);
+select is(
+  (select count(*)::int from public.jobs
+    where user_id = tests.user_id('alice@example.com') and status = 'pending'),
+  7, 'nor as not started'
 );
 select throws_ok(
   $$select * from jobhook.claim_due(array['sample_task'], 0, 'w')$$,
