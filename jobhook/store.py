@@ -85,7 +85,9 @@ class Readiness:
 
 
 @dataclass(frozen=True)
-class Heartbeat:
+class LeaseExtended:
+    """The database's answer to a heartbeat that still holds the attempt."""
+
     cancel_requested: bool
     lease_expires_at: datetime
 
@@ -181,13 +183,13 @@ class Store:
 
     async def heartbeat(
         self, job: ClaimedJob, progress: int | None = None, message: str | None = None
-    ) -> Heartbeat | None:
+    ) -> LeaseExtended | None:
         """Extend the lease; None when the attempt is no longer this runner's."""
         rows = await self._all(
             "heartbeat",
             {"id": job.id, "attempt": job.attempt, "progress": progress, "message": message},
         )
-        return Heartbeat(**rows[0]) if rows else None
+        return LeaseExtended(**rows[0]) if rows else None
 
     async def complete_many(self, outcomes: Jsonb) -> list[UUID]:
         """Complete many attempts; return the ids completed (see jobhook.writeback)."""

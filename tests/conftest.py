@@ -62,6 +62,29 @@ class Stack:
     webhook_secret: str
 
 
+TIERS = ("unit", "integration", "e2e", "chaos")
+# The fixtures that make a test end to end, or that need the database.
+E2E_FIXTURES = {"app_stack", "api_server", "served", "in_process_stack"}
+DATABASE_FIXTURES = {"cluster", "test_db", "db", "committed"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every test its tier, from where it lives and what it uses, so a newcomer can run one
+    tier (`pytest -m unit`) while `make test` runs them all in one run."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if any(item.get_closest_marker(tier) for tier in TIERS):
+            continue  # a test that starts its own stack or cluster says which tier it is
+        if "chaos" in item.path.parts:
+            item.add_marker(pytest.mark.chaos)
+        elif used & E2E_FIXTURES:
+            item.add_marker(pytest.mark.e2e)
+        elif used & DATABASE_FIXTURES:
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def quiet_logs() -> None:
     """The apps the tests start leave logging to their caller: log as a deployment does (JSON

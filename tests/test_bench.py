@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.commits
+pytestmark = [pytest.mark.commits, pytest.mark.e2e]
 
 
 def test_bench_json_has_every_promised_figure() -> None:

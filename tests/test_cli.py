@@ -206,6 +206,7 @@ def run_one_job(db_port: int) -> None:
     raise AssertionError(f"job {job_id} did not complete: {row}")
 
 
+@pytest.mark.e2e
 def test_dev_runs_jobs_and_one_ctrl_c_stops_everything(dev_ports: tuple[Path, int, int]) -> None:
     data, db_port, app_port = dev_ports
     process = start_dev(data, db_port, app_port)
@@ -216,6 +217,7 @@ def test_dev_runs_jobs_and_one_ctrl_c_stops_everything(dev_ports: tuple[Path, in
     assert not port_is_listening(app_port)
 
 
+@pytest.mark.e2e
 def test_dev_recovers_after_everything_is_killed(dev_ports: tuple[Path, int, int]) -> None:
     data, db_port, app_port = dev_ports
     process = start_dev(data, db_port, app_port)
@@ -235,6 +237,7 @@ def test_dev_recovers_after_everything_is_killed(dev_ports: tuple[Path, int, int
         assert process.wait(timeout=30) == 0
 
 
+@pytest.mark.e2e
 def test_demo_runs_sample_jobs_end_to_end_and_stops(dev_ports: tuple[Path, int, int]) -> None:
     data, db_port, app_port = dev_ports
     command = [sys.executable, "-m", "jobhook.cli", "demo", "--data-dir", str(data)]

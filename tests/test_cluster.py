@@ -14,6 +14,8 @@ import pytest
 
 from jobhook.devstack.cluster import Cluster, ClusterError, free_port, port_is_listening
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def own_cluster() -> Iterator[Cluster]:

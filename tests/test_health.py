@@ -37,6 +37,7 @@ async def test_ready_names_the_missing_vault_secret(committed: Stack, app_stack:
         )
 
 
+@pytest.mark.e2e
 async def test_an_unreachable_database_is_a_503_with_the_reason() -> None:
     dead = f"postgresql://postgres:postgres@127.0.0.1:{free_port()}/postgres"
     settings = Settings(DATABASE_URL=dead, **LOCAL_STACK)  # type: ignore[arg-type]
@@ -115,6 +116,7 @@ async def test_metrics_need_the_key_unless_opened(api_server: AppFactory) -> Non
         assert (await client.get("/metrics")).status_code == 200
 
 
+@pytest.mark.e2e
 async def test_an_unreachable_database_is_told_only_to_operators() -> None:
     dead = f"postgresql://postgres:postgres@127.0.0.1:{free_port()}/postgres"
     settings = Settings(DATABASE_URL=dead, SUPABASE_JWT_SECRET=LOCAL_JWT_SECRET)

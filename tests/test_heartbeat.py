@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from jobhook.context import JobContext
 from jobhook.registry import Registry
 from jobhook.runner import Outcome, Runner
-from jobhook.store import ClaimedJob, Heartbeat, Store, new_pool
+from jobhook.store import ClaimedJob, LeaseExtended, Store, new_pool
 from tests.conftest import DEMO_USER, Stack
 
 pytestmark = pytest.mark.commits
@@ -31,7 +31,7 @@ class BeatCountingStore(Store):
 
     async def heartbeat(
         self, job: ClaimedJob, progress: int | None = None, message: str | None = None
-    ) -> Heartbeat | None:
+    ) -> LeaseExtended | None:
         self.beats += 1
         return await super().heartbeat(job, progress, message)
 

@@ -64,6 +64,8 @@ select r.rolname, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.ro
  order by r.rolname
 """
 
+pytestmark = pytest.mark.integration
+
 
 @dataclass(frozen=True)
 class Built:
