@@ -83,6 +83,18 @@ async def test_jobs_turned_away_by_a_full_line_are_claimed_back_when_there_is_ro
     assert attempts == [(1,)]
 
 
+def sync_and_insert(committed: Stack, registry: Registry, job_type: str) -> UUID:
+    """Write the registry's types, and insert one job of `job_type` for the demo user."""
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        registry.sync(conn)
+        row = conn.execute(
+            "insert into public.jobs (user_id, job_type) values (%s, %s) returning id",
+            (DEMO_USER, job_type),
+        ).fetchone()
+    assert row is not None
+    return UUID(str(row[0]))
+
+
 class DroppingStore(Store):
     """The real store, whose first claim fails as a claim does when the database restarts."""
 
@@ -104,13 +116,7 @@ async def test_a_claim_lost_with_its_connection_is_tried_again(committed: Stack)
     async def steady_task(params: NoParams, ctx: JobContext) -> None:
         return None
 
-    with psycopg.connect(committed.url, autocommit=True) as conn:
-        registry.sync(conn)
-        row = conn.execute(
-            "insert into public.jobs (user_id, job_type) values (%s, 'steady_task') returning id",
-            (DEMO_USER,),
-        ).fetchone()
-    assert row is not None
+    job_id = sync_and_insert(committed, registry, "steady_task")
 
     store = DroppingStore(new_pool(committed.url))
     async with store:
@@ -118,9 +124,9 @@ async def test_a_claim_lost_with_its_connection_is_tried_again(committed: Stack)
             Runner(store, registry, "test-worker"), max_concurrency=3, max_per_type=3
         )
         try:
-            assert await executor.submit([Dispatched(row[0], "steady_task")]) == []
+            assert await executor.submit([Dispatched(job_id, "steady_task")]) == []
             # No sweep runs here: only a second claim can start the job.
-            job = await wait_for_job(committed.url, row[0], finished, within=10)
+            job = await wait_for_job(committed.url, job_id, finished, within=10)
         finally:
             await executor.aclose()
     assert store.dropped == 1
@@ -264,23 +270,17 @@ async def test_a_shutdown_during_a_claim_releases_what_that_claim_took(committed
     async def steady_task(params: NoParams, ctx: JobContext) -> None:
         await asyncio.Event().wait()
 
-    with psycopg.connect(committed.url, autocommit=True) as conn:
-        registry.sync(conn)
-        row = conn.execute(
-            "insert into public.jobs (user_id, job_type) values (%s, 'steady_task') returning id",
-            (DEMO_USER,),
-        ).fetchone()
-    assert row is not None
+    job_id = sync_and_insert(committed, registry, "steady_task")
     store = SlowClaimStore(new_pool(committed.url))
     async with store:
         executor = LocalExecutor(
             Runner(store, registry, "test-worker"), max_concurrency=3, max_per_type=3
         )
-        await executor.submit([Dispatched(row[0], "steady_task")])
+        await executor.submit([Dispatched(job_id, "steady_task")])
         await store.claiming.wait()  # committed in the database, not yet back
         closing = asyncio.create_task(executor.aclose(grace_seconds=0.1))
         await asyncio.sleep(0)
         store.may_return.set()
         await closing
-    job = await wait_for_job(committed.url, row[0], lambda r: r["status"] != "processing", within=5)
+    job = await wait_for_job(committed.url, job_id, lambda r: r["status"] != "processing", within=5)
     assert (job["status"], job["attempt"], job["max_attempts"]) == ("pending", 1, 2)

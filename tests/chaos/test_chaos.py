@@ -50,6 +50,14 @@ def executions(chaos: Chaos) -> list[tuple[str, int, int]]:
     ]
 
 
+async def completes(chaos: Chaos, job: str, *, what: str) -> None:
+    def done() -> bool:
+        [(status,)] = chaos.sql("select status::text from public.jobs where id = %s", (job,))
+        return bool(status == "completed")
+
+    await eventually(done, within=30, what=what)
+
+
 def sweep_once_leases_expire(chaos: Chaos) -> bool:
     expired = chaos.sql(
         "select count(*) from public.jobs where status = 'processing' and lease_expires_at < now()"
@@ -80,14 +88,7 @@ async def test_app_killed_mid_job_is_rescued_and_completed_on_the_next_attempt(
     assert [(e["attempt"], e["kind"]) for e in errors] == [(1, "lease_expired")]
 
     chaos.start_app()
-    await eventually(
-        lambda: (
-            chaos.sql("select status::text from public.jobs where id = %s", (job,))[0][0]
-            == "completed"
-        ),
-        within=30,
-        what="attempt 2 completing",
-    )
+    await completes(chaos, job, what="attempt 2 completing")
     [(attempt, result)] = chaos.sql("select attempt, result from public.jobs where id = %s", (job,))
     assert (attempt, result) == (2, {"attempt": 2})
     assert sorted((a, n) for _, a, n in executions(chaos)) == [(1, 1), (2, 1)]
@@ -115,14 +116,7 @@ async def test_a_deploy_hands_running_jobs_back_and_the_next_app_finishes_them(
     assert [(e["attempt"], e["kind"]) for e in errors] == [(1, "released")]
 
     chaos.start_app()
-    await eventually(
-        lambda: (
-            chaos.sql("select status::text from public.jobs where id = %s", (job,))[0][0]
-            == "completed"
-        ),
-        within=30,
-        what="attempt 2 completing",
-    )
+    await completes(chaos, job, what="attempt 2 completing")
     [(attempt, max_attempts, errors)] = chaos.sql(
         "select attempt, max_attempts, errors from public.jobs where id = %s", (job,)
     )
