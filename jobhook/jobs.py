@@ -22,11 +22,28 @@ class JobStatus(StrEnum):
 FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
+class FailureKind(StrEnum):
+    """jobhook.failure_kind: why an attempt did not complete, the `kind` of each entry of
+    public.jobs.errors. Each value says who records it."""
+
+    ERROR = "error"  # the runner: the handler raised (a JobError, or anything unexpected)
+    TIMEOUT = "timeout"  # the runner: the handler ran past its type's timeout
+    INVALID_PARAMETERS = "invalid_parameters"  # the runner: the payload fails the handler's model
+    INVALID_PAYLOAD = "invalid_payload"  # the runner: the payload cannot be read at all
+    UNKNOWN_JOB_TYPE = "unknown_job_type"  # the runner: no handler for the type here
+    BAD_RESULT = "bad_result"  # the runner: the handler's result cannot be stored
+    RELEASED = "released"  # jobhook.release: a shutdown handed the attempt back, unspent
+    LEASE_EXPIRED = "lease_expired"  # the sweep: the runner stopped heartbeating
+    UNDELIVERED = "undelivered"  # the sweep: rung max_dispatches times, never claimed
+    NOT_STARTED = "not_started"  # the sweep: due longer than stuck_timeout_minutes
+    INVALID_RUN_AT = "invalid_run_at"  # a migration: a run_at the runtime cannot represent
+
+
 class JobError(Exception):
     """Raise from a handler to fail the attempt with this message; retried while attempts last."""
 
     retryable = True
-    kind = "error"
+    kind = FailureKind.ERROR
 
 
 class PermanentJobError(JobError):

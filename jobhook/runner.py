@@ -29,7 +29,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from jobhook import metrics
 from jobhook.context import JobCancelled, JobContext
 from jobhook.heartbeat import Heartbeat
-from jobhook.jobs import JobError, JobStatus
+from jobhook.jobs import FailureKind, JobError, JobStatus
 from jobhook.registry import JobType, Registry
 from jobhook.store import ClaimedJob, Store, is_transient
 from jobhook.writeback import Completions
@@ -113,22 +113,24 @@ class Runner:
                 job,
                 f'no handler for job type "{job.job_type}" in this deployment',
                 retryable=False,
-                kind="unknown_job_type",
+                kind=FailureKind.UNKNOWN_JOB_TYPE,
             )
         if job.unreadable is not None:
-            return await self._fail(job, job.unreadable, retryable=False, kind="invalid_payload")
+            return await self._fail(
+                job, job.unreadable, retryable=False, kind=FailureKind.INVALID_PAYLOAD
+            )
         try:
             params = job_type.params.model_validate(job.payload)
         except ValidationError as exc:
             return await self._fail(
-                job, describe_invalid(exc), retryable=False, kind="invalid_parameters"
+                job, describe_invalid(exc), retryable=False, kind=FailureKind.INVALID_PARAMETERS
             )
 
         attempt = asyncio.current_task()
         assert attempt is not None
         heartbeat = Heartbeat(self.store, ctx, attempt, job_type.timeout_seconds)
         started = time.perf_counter()
-        failure: tuple[str, bool, str] | None = None
+        failure: tuple[str, bool, FailureKind] | None = None
         stopped = False  # the handler was stopped for its owner's cancel request, or a lost lease
         released = False  # cancelled from outside: the process is shutting down
         try:
@@ -155,9 +157,13 @@ class Runner:
                 # A CancelledError of the handler's own (say, from a task it cancelled and
                 # awaited): a failure like any other, not a shutdown to release for.
                 ctx.log.warning("handler failed unexpectedly", error="CancelledError")
-                failure = (UNEXPECTED, True, "error")
+                failure = (UNEXPECTED, True, FailureKind.ERROR)
             elif heartbeat.timed_out and not heartbeat.lost and not ctx.cancelled:
-                failure = (f"timed out after {job_type.timeout_seconds} s", True, "timeout")
+                failure = (
+                    f"timed out after {job_type.timeout_seconds} s",
+                    True,
+                    FailureKind.TIMEOUT,
+                )
             else:
                 stopped = True
         except JobCancelled:
@@ -166,7 +172,7 @@ class Runner:
             stopped = True
         except JobError as exc:
             ctx.log.warning("handler failed", error=str(exc), retryable=exc.retryable)
-            failure = (str(exc), exc.retryable, exc.kind)
+            failure = (str(exc), exc.retryable, failure_kind(exc))
         except Exception as exc:
             # The job's owner reads `error` and `errors` (and Realtime streams them): what an
             # unexpected exception says (addresses, host names, upstream replies, paths) is for
@@ -175,7 +181,7 @@ class Runner:
             ctx.log.warning(
                 "handler failed unexpectedly", error=f"{type(exc).__name__}: {exc}", exc_info=exc
             )
-            failure = (UNEXPECTED, True, "error")
+            failure = (UNEXPECTED, True, FailureKind.ERROR)
         finally:
             await heartbeat.stop()
             metrics.for_job_type(job.job_type).duration.observe(time.perf_counter() - started)
@@ -201,7 +207,7 @@ class Runner:
             ctx.log.info("completed despite a cancel request")
         payload, problem = storable(result)
         if problem is not None:
-            return await self._fail(job, problem, retryable=False, kind="bad_result")
+            return await self._fail(job, problem, retryable=False, kind=FailureKind.BAD_RESULT)
         try:
             done = await self._write(
                 lambda: self.completions.complete(job, payload, ctx.last_message)
@@ -211,7 +217,7 @@ class Runner:
                 job,
                 f"the handler's result cannot be stored: {exc.diag.message_primary or exc}",
                 retryable=False,
-                kind="bad_result",
+                kind=FailureKind.BAD_RESULT,
             )
         return Outcome.COMPLETED if done else Outcome.LOST
 
@@ -221,7 +227,9 @@ class Runner:
         # A blocking handler runs in a thread; it cannot be interrupted, only waited for.
         return await asyncio.to_thread(job_type.handler, params, ctx)
 
-    async def _fail(self, job: ClaimedJob, message: str, *, retryable: bool, kind: str) -> Outcome:
+    async def _fail(
+        self, job: ClaimedJob, message: str, *, retryable: bool, kind: FailureKind
+    ) -> Outcome:
         status = await self._write(
             lambda: self.store.fail(job, message, retryable=retryable, kind=kind)
         )
@@ -248,6 +256,15 @@ class Runner:
                     return None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+def failure_kind(exc: JobError) -> FailureKind:
+    """The error's kind, or ERROR for a kind of the handler's own that jobhook.failure_kind
+    does not know (the database would refuse it, and the failure with it)."""
+    try:
+        return FailureKind(exc.kind)
+    except ValueError:
+        return FailureKind.ERROR
 
 
 def storable(result: Any) -> tuple[Any, str | None]:

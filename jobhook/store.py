@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from jobhook.jobs import JobStatus
+from jobhook.jobs import FailureKind, JobStatus
 
 _NAMED = re.compile(r"^-- name: (\w+)\n", re.MULTILINE)
 
@@ -196,7 +196,7 @@ class Store:
         return [row["id"] for row in await self._all("complete_many", {"outcomes": outcomes})]
 
     async def fail(
-        self, job: ClaimedJob, message: str, *, retryable: bool, kind: str
+        self, job: ClaimedJob, message: str, *, retryable: bool, kind: FailureKind
     ) -> JobStatus | None:
         status = await self._value(
             "fail",
