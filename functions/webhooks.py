@@ -15,7 +15,6 @@ from functions.deps import ExecutorDep, RuntimeDep
 from functions.errors import ApiError
 from jobhook import metrics
 from jobhook.doorbell import DispatchEvent, InvalidWebhook, events
-from jobhook.executor import Dispatched
 from jobhook.runtime import Runtime
 
 router = APIRouter(tags=["webhooks"])
@@ -58,7 +57,7 @@ async def receive_jobs(request: Request, runtime: RuntimeDep, executor: Executor
     if not isinstance(event, DispatchEvent):
         metrics.webhook_deliveries.labels("ping").inc()
         return JSONResponse({"pong": True}, status_code=200)
-    deferred = await executor.submit([Dispatched(job.id, job.job_type) for job in event.jobs])
+    deferred = await executor.submit(event.jobs)
     metrics.webhook_deliveries.labels("accepted").inc()
     if deferred:
         log.warning(

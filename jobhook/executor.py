@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
 import structlog
 
 from jobhook import metrics
+from jobhook.doorbell import DispatchedJob
 from jobhook.registry import Registry
 from jobhook.runner import Runner
 from jobhook.store import ClaimedJob, is_transient
@@ -27,14 +27,8 @@ log = structlog.get_logger("jobhook.executor")
 CLAIM_WAIT_SECONDS = 10.0
 
 
-@dataclass(frozen=True)
-class Dispatched:
-    id: UUID
-    job_type: str
-
-
 class Executor(Protocol):
-    async def submit(self, jobs: Sequence[Dispatched]) -> list[Dispatched]:
+    async def submit(self, jobs: Sequence[DispatchedJob]) -> list[DispatchedJob]:
         """Start the jobs; return those refused (left pending for the sweep)."""
         ...
 
@@ -47,7 +41,7 @@ class Executor(Protocol):
 class LocalExecutor:
     """Runs jobs as asyncio tasks in this process, bounded overall and per job type.
 
-    Dispatched ids wait in a bounded in-memory line and one claimer takes them from it in
+    DispatchedJob ids wait in a bounded in-memory line and one claimer takes them from it in
     batches, as many as there is room to run, with one `jobhook.claim` per batch: however many
     doorbells ring at once, the database sees a handful of claims, not one per delivery. The line
     only holds ids of rows that stay pending in the database until claimed, so losing it (a
@@ -75,7 +69,7 @@ class LocalExecutor:
         self.max_waiting = max_waiting
         self.claim_batch = claim_batch
         self._running: Counter[str] = Counter()
-        self._waiting: dict[UUID, Dispatched] = {}
+        self._waiting: dict[UUID, DispatchedJob] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._claimer: asyncio.Task[None] | None = None
@@ -89,7 +83,7 @@ class LocalExecutor:
     def running(self) -> int:
         return sum(self._running.values())
 
-    async def submit(self, jobs: Sequence[Dispatched]) -> list[Dispatched]:
+    async def submit(self, jobs: Sequence[DispatchedJob]) -> list[DispatchedJob]:
         if self._closing:
             return list(jobs)  # they stay pending: a live runner takes them
         refused = []
@@ -139,7 +133,7 @@ class LocalExecutor:
                         log.exception("claim failed; the sweep will ring for these jobs again")
                     await asyncio.sleep(0.5)
 
-    def _owe_capped(self, batch: list[Dispatched], claimed: list[ClaimedJob]) -> None:
+    def _owe_capped(self, batch: list[DispatchedJob], claimed: list[ClaimedJob]) -> None:
         """A type that caps its running jobs per user leaves a user's jobs pending past the
         cap: the executor owes itself those, and takes them from the table (fairly, with
         jobhook.claim_due) once jobs of that type finish."""
@@ -178,10 +172,10 @@ class LocalExecutor:
                 self._owed[job_type] = None  # maybe more: back of the turn order
         return started
 
-    def _next_batch(self) -> list[Dispatched]:
+    def _next_batch(self) -> list[DispatchedJob]:
         """Take from the line what there is room to run, oldest first, within type limits."""
         room = min(self.max_concurrency - self.running, self.claim_batch)
-        batch: list[Dispatched] = []
+        batch: list[DispatchedJob] = []
         taken: Counter[str] = Counter()
         for job in list(self._waiting.values()):
             if len(batch) >= room:
@@ -235,7 +229,7 @@ class ModalExecutor:
         self.registry = registry
         self.batch_size = batch_size
 
-    async def submit(self, jobs: Sequence[Dispatched]) -> list[Dispatched]:
+    async def submit(self, jobs: Sequence[DispatchedJob]) -> list[DispatchedJob]:
         by_tier: dict[str, list[str]] = {}
         refused = []
         for job in jobs:

@@ -28,7 +28,7 @@ FLUSH_INTERVAL = 0.01
 
 
 @dataclass
-class _Outcome:
+class _Completion:
     job: ClaimedJob
     result: Any
     message: str | None
@@ -39,7 +39,7 @@ class Completions:
     def __init__(self, store: Store, interval: float = FLUSH_INTERVAL) -> None:
         self.store = store
         self.interval = interval
-        self._queue: list[_Outcome] = []
+        self._queue: list[_Completion] = []
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
 
@@ -48,7 +48,7 @@ class Completions:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_forever())
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Outcome(job, result, message, done))
+        self._queue.append(_Completion(job, result, message, done))
         self._wake.set()
         return await done
 
@@ -65,7 +65,7 @@ class Completions:
             last_flush = loop.time()
             await self._drain()
 
-    async def _flush(self, batch: list[_Outcome]) -> None:
+    async def _flush(self, batch: list[_Completion]) -> None:
         outcomes = [
             {
                 "id": str(item.job.id),

@@ -12,7 +12,8 @@ import pytest
 from pydantic import BaseModel
 
 from jobhook.context import JobContext
-from jobhook.executor import Dispatched, LocalExecutor
+from jobhook.doorbell import DispatchedJob
+from jobhook.executor import LocalExecutor
 from jobhook.registry import Registry
 from jobhook.runner import Runner
 from jobhook.store import ClaimedJob, Store, new_pool
@@ -53,7 +54,7 @@ async def test_jobs_turned_away_by_a_full_line_are_claimed_back_when_there_is_ro
         registry.sync(conn)
         # No delivery worker and no sweep run here: only the executor can start these jobs.
         jobs = [
-            Dispatched(row[0], row[1])
+            DispatchedJob(id=row[0], job_type=row[1])
             for row in conn.execute(
                 "insert into public.jobs (user_id, job_type)"
                 " select %s, t from generate_series(1, 12), unnest(array['burst_a', 'burst_b']) t"
@@ -124,7 +125,7 @@ async def test_a_claim_lost_with_its_connection_is_tried_again(committed: Stack)
             Runner(store, registry, "test-worker"), max_concurrency=3, max_per_type=3
         )
         try:
-            assert await executor.submit([Dispatched(job_id, "steady_task")]) == []
+            assert await executor.submit([DispatchedJob(id=job_id, job_type="steady_task")]) == []
             # No sweep runs here: only a second claim can start the job.
             job = await wait_for_job(committed.url, job_id, finished, within=10)
         finally:
@@ -153,7 +154,7 @@ async def test_a_shutdown_finishes_what_it_can_in_its_grace_and_releases_the_res
     with psycopg.connect(committed.url, autocommit=True) as conn:
         registry.sync(conn)
         jobs = {
-            row[1]: Dispatched(row[0], row[1])
+            row[1]: DispatchedJob(id=row[0], job_type=row[1])
             for row in conn.execute(
                 "insert into public.jobs (user_id, job_type)"
                 " select %s, t from unnest(array['quick_task', 'endless_task']) t"
@@ -177,7 +178,7 @@ async def test_a_shutdown_finishes_what_it_can_in_its_grace_and_releases_the_res
         closing = asyncio.create_task(executor.aclose(grace_seconds=1.0))
         await asyncio.sleep(0)  # aclose stops taking work before its first await
         # A doorbell that rings while the executor shuts down is turned away, not run.
-        turned_away = [Dispatched(late[0], "quick_task")]
+        turned_away = [DispatchedJob(id=late[0], job_type="quick_task")]
         assert await executor.submit(turned_away) == turned_away
         quick_may_finish.set()  # within the grace period
         await closing
@@ -228,7 +229,7 @@ async def test_one_users_long_jobs_leave_room_for_other_users(committed: Stack) 
             " returning id, job_type",
             ([DEMO_USER] * 5) + [other],
         ).fetchall()
-    jobs = [Dispatched(row[0], row[1]) for row in rows]
+    jobs = [DispatchedJob(id=row[0], job_type=row[1]) for row in rows]
 
     async with Store.open(committed.url) as store:
         executor = LocalExecutor(
@@ -276,7 +277,7 @@ async def test_a_shutdown_during_a_claim_releases_what_that_claim_took(committed
         executor = LocalExecutor(
             Runner(store, registry, "test-worker"), max_concurrency=3, max_per_type=3
         )
-        await executor.submit([Dispatched(job_id, "steady_task")])
+        await executor.submit([DispatchedJob(id=job_id, job_type="steady_task")])
         await store.claiming.wait()  # committed in the database, not yet back
         closing = asyncio.create_task(executor.aclose(grace_seconds=0.1))
         await asyncio.sleep(0)

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from functions.deps import get_executor
-from jobhook.executor import Dispatched, ModalExecutor
+from jobhook.doorbell import DispatchedJob
+from jobhook.executor import ModalExecutor
 from jobhook.registry import registry
 from tests.conftest import Stack, insert_job
 from tests.test_webhook_security import dispatch_body, signed
@@ -63,9 +64,9 @@ async def test_the_cpu_runner_runs_a_job_with_local(
 
 @dataclass
 class Recorder:
-    submitted: list[Dispatched] = field(default_factory=list)
+    submitted: list[DispatchedJob] = field(default_factory=list)
 
-    async def submit(self, jobs: Sequence[Dispatched]) -> list[Dispatched]:
+    async def submit(self, jobs: Sequence[DispatchedJob]) -> list[DispatchedJob]:
         self.submitted.extend(jobs)
         return []
 
@@ -124,8 +125,10 @@ async def test_the_modal_executor_spawns_per_tier_in_bounded_batches() -> None:
     local.add(JobType("odd_job", sample_task, SampleParams, tier="quantum"))
     cpu, gpu = SpawnRecorder(), SpawnRecorder()
     executor = ModalExecutor({"cpu": cpu, "gpu": gpu}, local, batch_size=2)
-    jobs = [Dispatched(uuid4(), "cpu_job") for _ in range(5)] + [Dispatched(uuid4(), "gpu_job")]
-    odd = Dispatched(uuid4(), "odd_job")
+    jobs = [DispatchedJob(id=uuid4(), job_type="cpu_job") for _ in range(5)] + [
+        DispatchedJob(id=uuid4(), job_type="gpu_job")
+    ]
+    odd = DispatchedJob(id=uuid4(), job_type="odd_job")
     refused = await executor.submit([*jobs, odd])
     assert refused == [odd]
     assert [len(call) for call in cpu.calls] == [2, 2, 1]
@@ -149,7 +152,7 @@ async def test_a_failed_spawn_leaves_the_jobs_pending_for_the_sweep() -> None:
 
     local = Registry()
     local.add(JobType("cpu_job", sample_task, SampleParams))
-    jobs = [Dispatched(uuid4(), "cpu_job") for _ in range(3)]
+    jobs = [DispatchedJob(id=uuid4(), job_type="cpu_job") for _ in range(3)]
     refused = await ModalExecutor({"cpu": Unavailable()}, local).submit(jobs)
     assert refused == jobs
 
