@@ -13,6 +13,8 @@ from typing import Any
 
 import psycopg
 
+from jobhook.store import queries
+
 WEBHOOK_URL = "jobhook_webhook_url"
 WEBHOOK_SECRET = "jobhook_webhook_secret"  # noqa: S105 - the secret's name, not a secret
 
@@ -23,21 +25,17 @@ def new_webhook_secret() -> str:
 
 
 def read(conn: psycopg.Connection[Any], name: str) -> str | None:
-    row = conn.execute(
-        "select decrypted_secret from vault.decrypted_secrets where name = %s", (name,)
-    ).fetchone()
+    row = conn.execute(queries()["vault_read"], {"name": name}).fetchone()
     return None if row is None else str(row[0])
 
 
 def write(conn: psycopg.Connection[Any], name: str, value: str) -> None:
     """Create the secret, or replace its value when it differs."""
-    row = conn.execute(
-        "select id, decrypted_secret from vault.decrypted_secrets where name = %s", (name,)
-    ).fetchone()
+    row = conn.execute(queries()["vault_find"], {"name": name}).fetchone()
     if row is None:
-        conn.execute("select vault.create_secret(%s, %s)", (value, name))
+        conn.execute(queries()["vault_create"], {"value": value, "name": name})
     elif row[1] != value:
-        conn.execute("select vault.update_secret(%s, %s)", (row[0], value))
+        conn.execute(queries()["vault_update"], {"id": row[0], "value": value})
 
 
 def ensure(conn: psycopg.Connection[Any], name: str, default: str) -> str:

@@ -25,7 +25,7 @@ from jobhook.config import DEMO_USER_ID, get_settings
 from jobhook.devstack.stack import APP_PORT, DB_PORT, DevStack
 from jobhook.devstack.tokens import user_token
 from jobhook.jobs import JobStatus
-from jobhook.store import new_pool
+from jobhook.store import new_pool, queries
 
 app = typer.Typer(
     help="Background jobs as Postgres rows on Supabase, run on Modal.",
@@ -180,7 +180,7 @@ def sweep() -> None:
         async with await psycopg.AsyncConnection.connect(
             get_settings().database_url, autocommit=True
         ) as conn:
-            cursor = await conn.execute("select jobhook.sweep()")
+            cursor = await conn.execute(queries()["sweep"])
             row = await cursor.fetchone()
             return dict(row[0]) if row else {}
 
@@ -367,10 +367,7 @@ def sync_types() -> None:
 def list_types() -> None:
     """The catalogue as the database has it."""
     with psycopg.connect(get_settings().database_url) as conn:
-        rows = conn.execute(
-            "select name, enabled, tier, max_attempts, timeout_seconds from jobhook.job_types"
-            " order by name"
-        ).fetchall()
+        rows = conn.execute(queries()["list_job_types"]).fetchall()
     table = Table("name", "enabled", "tier", "max attempts", "timeout (s)")
     for row in rows:
         table.add_row(*(str(value) for value in row))

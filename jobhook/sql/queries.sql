@@ -154,3 +154,20 @@ update jobhook.job_types t
    and t.name <> all(%(names)s)
 returning t.name;
 
+-- Vault by name, for the dev stack and the tools that set the doorbell's secrets
+-- (jobhook.vault); the runtime reads them through jobhook.webhook_config (readiness).
+
+-- name: vault_read
+select decrypted_secret from vault.decrypted_secrets where name = %(name)s;
+
+-- name: vault_find
+select id, decrypted_secret from vault.decrypted_secrets where name = %(name)s;
+
+-- name: vault_create
+select vault.create_secret(%(value)s, %(name)s);
+
+-- name: vault_update
+select vault.update_secret(%(id)s, %(value)s);
+
+-- name: list_job_types
+select name, enabled, tier, max_attempts, timeout_seconds from jobhook.job_types order by name;
