@@ -61,7 +61,6 @@ class Settings(BaseSettings):
         30, ge=0, validation_alias="JOBHOOK_JWKS_REFETCH_COOLDOWN_SECONDS"
     )
 
-    executor: str = Field("local", pattern="^(local|modal)$", validation_alias="JOBHOOK_EXECUTOR")
     max_concurrency: int = Field(64, ge=1, validation_alias="JOBHOOK_MAX_CONCURRENCY")
     max_concurrency_per_type: int = Field(
         32, ge=1, validation_alias="JOBHOOK_MAX_CONCURRENCY_PER_TYPE"
