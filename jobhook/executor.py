@@ -139,9 +139,12 @@ class LocalExecutor:
         jobhook.claim_due) once jobs of that type finish."""
         started = {job.id for job in claimed}
         for job in batch:
-            job_type = self.runner.registry.get(job.job_type)
-            if job.id not in started and job_type and job_type.max_running_per_user:
+            if job.id not in started and self._capped(job.job_type):
                 self._owed.setdefault(job.job_type)
+
+    def _capped(self, job_type: str) -> bool:
+        declared = self.runner.registry.get(job_type)
+        return declared is not None and declared.max_running_per_user is not None
 
     async def _claim_owed(self) -> int:
         """Start due jobs of the owed types from the table, each within its type's room and
@@ -162,12 +165,11 @@ class LocalExecutor:
                 self._start(job)
             started += len(jobs)
             del self._owed[job_type]
-            capped = self.runner.registry.get(job_type)
             if (
                 len(jobs) == room
                 or self._refusals[job_type] != refusals
                 # Users at their cap wait for their running jobs: look again when one ends.
-                or (capped is not None and capped.max_running_per_user and self._running[job_type])
+                or (self._capped(job_type) and self._running[job_type] > 0)
             ):
                 self._owed[job_type] = None  # maybe more: back of the turn order
         return started

@@ -190,12 +190,7 @@ class Runner:
             return Outcome.LOST  # another attempt owns the job: write nothing
         if released:
             status = await self._write(lambda: self.store.release(job, RELEASE_REASON))
-            if status is JobStatus.PENDING and self.on_retry is not None:
-                self.on_retry()
-            return {
-                JobStatus.PENDING: Outcome.RELEASED,
-                JobStatus.CANCELLED: Outcome.CANCELLED,
-            }.get(status, Outcome.LOST)  # type: ignore[arg-type]
+            return self._ended(status, pending=Outcome.RELEASED)
         if failure is not None:
             message, retryable, kind = failure
             return await self._fail(job, message, retryable=retryable, kind=kind)
@@ -233,10 +228,15 @@ class Runner:
         status = await self._write(
             lambda: self.store.fail(job, message, retryable=retryable, kind=kind)
         )
+        return self._ended(status, pending=Outcome.RETRY)
+
+    def _ended(self, status: JobStatus | None, *, pending: Outcome) -> Outcome:
+        """The outcome of an attempt its write-back left in `status` (None: the attempt was no
+        longer this runner's); back to pending, whoever rings for due jobs is told."""
         if status is JobStatus.PENDING and self.on_retry is not None:
             self.on_retry()
         return {
-            JobStatus.PENDING: Outcome.RETRY,
+            JobStatus.PENDING: pending,
             JobStatus.FAILED: Outcome.FAILED,
             JobStatus.CANCELLED: Outcome.CANCELLED,
         }.get(status, Outcome.LOST)  # type: ignore[arg-type]

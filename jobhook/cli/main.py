@@ -350,7 +350,8 @@ def watch_jobs(
 
 @types_app.command("sync")
 def sync_types() -> None:
-    """Write the handlers' job types to jobhook.job_types; disable types with no handler."""
+    """Write the handlers' job types to jobhook.job_types; disable types no live deployment
+    serves any more."""
     import handlers
     from jobhook.registry import registry
 
