@@ -17,6 +17,7 @@ from functions.deps import RuntimeDep
 from functions.errors import ApiError
 from functions.schemas import ErrorResponse, Job, JobCreate, JobFilters, JobPage
 from jobhook.client import Caller, CannotCancel, EnqueueRefused, JobNotFound, JobsClient
+from jobhook.registry import InvalidParameters, Registry
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -57,14 +58,22 @@ async def rate_limited(request: Request, caller: CurrentCaller) -> None:
     },
 )
 async def create_job(
-    body: JobCreate, caller: CurrentCaller, client: ClientDep, response: Response
+    body: JobCreate,
+    caller: CurrentCaller,
+    client: ClientDep,
+    runtime: RuntimeDep,
+    response: Response,
 ) -> Any:
-    """Enqueue a job. The row is inserted as you, exactly as supabase-js would insert it."""
+    """Enqueue a job. The row is inserted as you, exactly as supabase-js would insert it.
+
+    The parameters are checked against the job type's model first (422 `invalid_parameters`,
+    naming each field), then by the database against the stored schema, as for any insert."""
     return await enqueue(
         client,
         caller,
         body,
         response,
+        job_types=runtime.registry,
         unknown_user=unauthorized("unknown_user", "the token's user no longer exists"),
     )
 
@@ -78,9 +87,17 @@ async def enqueue(
     body: JobCreate,
     response: Response,
     *,
+    job_types: Registry,
     unknown_user: ApiError,
 ) -> Any:
     """Insert the job as `caller`; 201 for a new job, 200 for the one an idempotency key names."""
+    job_type = job_types.get(body.job_type)
+    # A type this deployment does not run may still be another's: the database decides.
+    if job_type is not None:
+        try:
+            job_type.parse(body.parameters)
+        except InvalidParameters as exc:
+            raise ApiError(422, "invalid_parameters", str(exc), exc.problems) from None
     try:
         row, created = await client.enqueue(
             caller,
@@ -92,7 +109,9 @@ async def enqueue(
     except EnqueueRefused as exc:
         if exc.code == "unknown_user":
             raise unknown_user from None
-        details = {"hint": exc.hint} if exc.hint else None
+        details: Any = {"hint": exc.hint} if exc.hint else None
+        if exc.problems is not None:
+            details = exc.problems
         raise ApiError(REFUSALS.get(exc.code, 422), exc.code, str(exc), details) from None
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"/jobs/{row['id']}"

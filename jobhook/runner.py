@@ -23,14 +23,13 @@ from uuid import UUID
 
 import psycopg
 import structlog
-from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from jobhook import metrics
 from jobhook.context import JobCancelled, JobContext
 from jobhook.heartbeat import Heartbeat
 from jobhook.jobs import FailureKind, JobError, JobStatus
-from jobhook.registry import JobType, Registry
+from jobhook.registry import InvalidParameters, JobType, Registry
 from jobhook.store import ClaimedJob, Store, is_transient
 from jobhook.writeback import Completions
 
@@ -120,10 +119,10 @@ class Runner:
                 job, job.unreadable, retryable=False, kind=FailureKind.INVALID_PAYLOAD
             )
         try:
-            params = job_type.params.model_validate(job.payload)
-        except ValidationError as exc:
+            params = job_type.parse(job.payload)
+        except InvalidParameters as exc:
             return await self._fail(
-                job, describe_invalid(exc), retryable=False, kind=FailureKind.INVALID_PARAMETERS
+                job, str(exc), retryable=False, kind=FailureKind.INVALID_PARAMETERS
             )
 
         attempt = asyncio.current_task()
@@ -280,13 +279,3 @@ def storable(result: Any) -> tuple[Any, str | None]:
     if "\\u0000" in text:
         return None, "the handler's result holds a NUL character (\\u0000), which cannot be stored"
     return payload, None
-
-
-def describe_invalid(exc: ValidationError) -> str:
-    """'invalid parameters: steps: Input should be ... (got 0)', one clause per problem."""
-    problems = []
-    for error in exc.errors(include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "payload"
-        got = f" (got {error['input']!r})" if error["type"] != "missing" else ""
-        problems.append(f"{where}: {error['msg']}{got}")
-    return "invalid parameters: " + "; ".join(problems)

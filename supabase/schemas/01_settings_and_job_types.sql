@@ -71,6 +71,12 @@ comment on column jobhook.job_types.served_until is
   'Renewed by each live deployment for the types it runs; once past, the type is disabled.';
 comment on column jobhook.job_types.max_running_per_user is
   'At most this many jobs of the type run for one user at a time; null: no cap.';
+-- The database never holds a parameter schema it cannot check inserts against: the dev stack's
+-- pg_jsonschema refuses, by name, every keyword it does not implement. Not validated against
+-- the rows of older deployments, whose next `types sync` rewrites them.
+alter table jobhook.job_types
+  add constraint job_types_params_schema_checkable
+  check (extensions.jsonschema_is_valid(params_schema::json)) not valid;
 
 -- The enqueue triggers run as the inserting role, so clients read the catalogue and the limits.
 -- Neither holds anything secret, and PostgREST does not expose this schema.
