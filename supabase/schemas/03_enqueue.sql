@@ -107,7 +107,43 @@ begin
   -- One call when the parameters are right; naming each field costs more, and only on refusal.
   if job_type.params_schema <> '{}'
      and not extensions.jsonb_matches_schema(job_type.params_schema::json, new.payload) then
-    problems := jobhook.parameter_problems(job_type.params_schema, new.payload);
+    -- Why, one {"field", "message"} per problem: unknown and missing parameters by name, and
+    -- each wrong one in pg_jsonschema's words (which name no path, so each property is checked
+    -- on its own, with the definitions its references point into).
+    with problem (n, field, message) as (
+        select 1, k, 'unknown parameter'
+          from jsonb_object_keys(new.payload) as k
+         where job_type.params_schema -> 'additionalProperties' = 'false'
+           and not coalesce(job_type.params_schema -> 'properties' ? k, false)
+        union all
+        select 2, r, 'missing (a required parameter)'
+          from jsonb_array_elements_text(coalesce(job_type.params_schema -> 'required', '[]')) as r
+         where not new.payload ? r
+        union all
+        select 3, p.key, m
+          from jsonb_each(coalesce(job_type.params_schema -> 'properties', '{}')) as p,
+               unnest(extensions.jsonschema_validation_errors(
+                 (jsonb_build_object('allOf', jsonb_build_array(p.value))
+                  -- the definitions its references point into
+                  || case when job_type.params_schema ? '$defs'
+                          then jsonb_build_object('$defs', job_type.params_schema -> '$defs') else '{}' end
+                  || case when job_type.params_schema ? 'definitions'
+                          then jsonb_build_object('definitions', job_type.params_schema -> 'definitions') else '{}' end
+                 )::json,
+                 (new.payload -> p.key)::json)) as m
+         where new.payload ? p.key
+      ), found as (
+        select * from problem
+        union all
+        -- What no single property explains (a rule over the whole object).
+        select 4, 'parameters', m
+          from unnest(extensions.jsonschema_validation_errors(job_type.params_schema::json, new.payload::json)) as m
+         where not exists (select from problem)
+      )
+      select coalesce(jsonb_agg(jsonb_build_object('field', field, 'message', message)
+                                order by n, field collate "C"), '[]')
+        into problems
+        from found;
     raise exception 'invalid parameters for job type "%": %', new.job_type,
       (select string_agg(p ->> 'field' || ': ' || (p ->> 'message'), '; ')
          from jsonb_array_elements(problems) as p)
@@ -145,50 +181,6 @@ begin
   end if;
   return new;
 end;
-$$;
-
--- Why a payload does not match its job type's schema, one {"field", "message"} per problem:
--- unknown and missing parameters by name, and each wrong one with pg_jsonschema's words (which
--- name no path, so each property is checked on its own). Runs only for a refused insert.
-create or replace function jobhook.parameter_problems(schema jsonb, payload jsonb)
-returns jsonb
-language sql
-stable
-set search_path = ''
-as $$
-  with problem (n, field, message) as (
-    select 1, k, 'unknown parameter'
-      from jsonb_object_keys(payload) as k
-     where schema -> 'additionalProperties' = 'false'
-       and not coalesce(schema -> 'properties' ? k, false)
-    union all
-    select 2, r, 'missing (a required parameter)'
-      from jsonb_array_elements_text(coalesce(schema -> 'required', '[]')) as r
-     where not payload ? r
-    union all
-    select 3, p.key, m
-      from jsonb_each(coalesce(schema -> 'properties', '{}')) as p,
-           unnest(extensions.jsonschema_validation_errors(
-             (jsonb_build_object('allOf', jsonb_build_array(p.value))
-              -- the definitions its references point into
-              || case when schema ? '$defs'
-                      then jsonb_build_object('$defs', schema -> '$defs') else '{}' end
-              || case when schema ? 'definitions'
-                      then jsonb_build_object('definitions', schema -> 'definitions') else '{}' end
-             )::json,
-             (payload -> p.key)::json)) as m
-     where payload ? p.key
-  ), found as (
-    select * from problem
-    union all
-    -- What no single property explains (a rule over the whole object).
-    select 4, 'parameters', m
-      from unnest(extensions.jsonschema_validation_errors(schema::json, payload::json)) as m
-     where not exists (select from problem)
-  )
-  select coalesce(jsonb_agg(jsonb_build_object('field', field, 'message', message)
-                            order by n, field collate "C"), '[]')
-    from found;
 $$;
 
 -- Statement trigger: the per-user quota on unfinished jobs. Security definer, to write the
@@ -270,6 +262,3 @@ revoke execute on function
   jobhook.jobs_before_insert(),
   jobhook.jobs_check_quota()
 from public;
--- The row trigger runs as the inserting role and calls this on a refusal.
-revoke execute on function jobhook.parameter_problems(jsonb, jsonb) from public;
-grant execute on function jobhook.parameter_problems(jsonb, jsonb) to authenticated, service_role;
