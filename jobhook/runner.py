@@ -92,6 +92,44 @@ class Runner:
         claimed = await self.store.claim(job_ids, self.worker_id)
         return list(await asyncio.gather(*(self.execute(job) for job in claimed)))
 
+    async def drain(
+        self,
+        job_types: list[str],
+        slots: int,
+        announced: list[UUID],
+        stop: asyncio.Event | None = None,
+    ) -> list[Outcome]:
+        """Run what a doorbell announced, and what else is due of `job_types`, never more than
+        `slots` at once, until none is left: claim the announced ids that fit, then, when more
+        were announced than fit or inserts have shared doorbells since (jobhook.shared_doorbells),
+        claim due jobs with jobhook.claim_due (fairly across users) as slots free up, until a
+        claim comes back short. `stop` ends the claiming; what runs, runs on. Cancelled, it
+        cancels what it runs (each attempt is released)."""
+        running: set[asyncio.Task[Outcome]] = set()
+        outcomes: list[Outcome] = []
+
+        def start(jobs: list[ClaimedJob]) -> None:
+            running.update(asyncio.ensure_future(self.execute(job)) for job in jobs)
+
+        try:
+            start(await self.store.claim(announced[:slots], self.worker_id) if announced else [])
+            draining = len(announced) > slots or self.store.doorbells_shared()
+            while True:
+                room = slots - len(running)
+                if draining and room > 0 and not (stop and stop.is_set()):
+                    jobs = await self.store.claim_due(job_types, room, self.worker_id)
+                    start(jobs)
+                    draining = len(jobs) == room
+                if not running:
+                    return outcomes
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                outcomes.extend(task.result() for task in done)
+        except asyncio.CancelledError:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
+
     async def execute(self, job: ClaimedJob) -> Outcome:
         per_type = metrics.for_job_type(job.job_type)
         per_type.started.inc()

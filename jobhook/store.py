@@ -124,6 +124,9 @@ class Store:
             "statement_timeout_ms": self.limits.statement_timeout_ms,
             "lock_timeout_ms": self.limits.lock_timeout_ms,
         }
+        # jobhook.shared_doorbells as the newest claim saw it, and as the last drain did.
+        self._shared_doorbells = 0
+        self._drained_at = 0
 
     @classmethod
     def open(
@@ -170,7 +173,17 @@ class Store:
 
     async def claim(self, ids: list[UUID], worker_id: str) -> list[ClaimedJob]:
         rows = await self._all("claim", {"ids": ids, "worker_id": worker_id})
+        for row in rows:
+            self._shared_doorbells = max(self._shared_doorbells, row.pop("shared_doorbells"))
         return [ClaimedJob.of(row) for row in rows]
+
+    def doorbells_shared(self) -> bool:
+        """Whether inserts have shared a doorbell since the last time this was asked: then a
+        ring may have announced more than the ids it named, and what is due must be drained.
+        Counted by the database (jobhook.shared_doorbells) and read with each claim."""
+        shared = self._shared_doorbells != self._drained_at
+        self._drained_at = self._shared_doorbells
+        return shared
 
     async def claim_due(
         self, job_types: list[str], max_jobs: int, worker_id: str

@@ -27,7 +27,11 @@ create table jobhook.settings (
     check (max_unfinished_per_user >= 1),
   -- A Modal cold start can outlast pg_net's 5 s default; the webhook answers 202 at once when warm.
   dispatch_timeout_ms integer not null default 10000
-    check (dispatch_timeout_ms between 100 and 120000)
+    check (dispatch_timeout_ms between 100 and 120000),
+  -- pg_net is documented for about 200 requests a second; inserts beyond that share doorbells
+  -- (04_doorbell.sql).
+  max_doorbells_per_second integer not null default 200
+    check (max_doorbells_per_second between 1 and 10000)
 );
 comment on table jobhook.settings is 'jobhook run-time settings: exactly one row.';
 insert into jobhook.settings default values;
@@ -92,11 +96,13 @@ create table jobhook.locks (
   name text primary key,
   -- For the sweep: the newest request it saw in pg_net's queue, and when.
   queue_mark bigint,
-  marked_at timestamptz
+  marked_at timestamptz,
+  -- For the doorbell: when the last one was rung (jobhook.take_doorbell_turn).
+  rung_at timestamptz
 );
 comment on table jobhook.locks is
-  'Rows jobhook''s functions lock to serialize (the sweep); granted to no client role.';
-insert into jobhook.locks (name) values ('sweep');
+  'Rows jobhook''s functions lock to serialize (the sweep, the doorbell''s pace); granted to no client role.';
+insert into jobhook.locks (name) values ('sweep'), ('doorbell');
 
 -- The quota lock is an upsert of the user's row, not a bare lock: under REPEATABLE READ a second
 -- inserting transaction then fails to serialize (SQLSTATE 40001, retry) instead of counting with

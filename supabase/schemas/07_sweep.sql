@@ -10,6 +10,11 @@
 -- so they start promptly. With include_lost (the sweep), jobs whose last delivery is older than
 -- redispatch_after_seconds are rung again too: their doorbell was lost. All go out together, 500
 -- per request. Returns the number of jobs rung.
+--
+-- With none of those, it rings once for jobs due for over a second and still pending: inserts
+-- that shared a doorbell (04_doorbell.sql) whose drain ran dry before they committed, or whose
+-- ringer rolled back; users waiting for their running cap; a backlog the runners have no room
+-- for. That ring counts no delivery (nothing says one was lost) and keeps the doorbell's pace.
 create or replace function jobhook.dispatch_due(include_lost boolean default false, max_jobs integer default 50000)
 returns integer
 language plpgsql
@@ -56,6 +61,18 @@ begin
          for update skip locked);
   end if;
   if cardinality(picked) = 0 then
+    select jsonb_agg(jsonb_build_object('id', w.id, 'job_type', w.job_type) order by w.run_at)
+      into due
+      from (select j.id, j.job_type, j.run_at
+              from public.jobs j
+             where j.status = 'pending'
+               and j.run_at <= now() - interval '1 second'
+               and j.cancel_requested_at is null
+             order by j.run_at
+             limit 100) w;
+    if due is not null and jobhook.take_doorbell_turn() then
+      perform jobhook.dispatch(due);
+    end if;
     return 0;
   end if;
   -- Without the Vault secrets nothing can be sent: mark nothing, so no job counts a delivery
