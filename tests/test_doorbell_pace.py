@@ -189,3 +189,45 @@ async def test_a_drain_runs_at_most_its_slots_at_once_and_stops_when_none_is_lef
         outcomes = await runner.drain(["drained"], 3, ids[:5])
     assert [outcome.value for outcome in outcomes] == ["completed"] * 12
     assert most == 3
+
+
+class CountingStore(Store):
+    """The real store, counting its drains."""
+
+    drains = 0
+
+    async def claim_due(self, job_types: list[str], max_jobs: int, worker_id: str) -> Any:
+        self.drains += 1
+        return await super().claim_due(job_types, max_jobs, worker_id)
+
+
+async def test_a_ring_that_shared_nothing_costs_no_drain(committed: Stack) -> None:
+    registry = Registry()
+
+    @registry.job("alone", params=NoParams)
+    async def alone(params: NoParams, ctx: JobContext) -> None:
+        pass
+
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        registry.sync(conn)
+        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
+        first = _insert(conn, "alone")
+    async with CountingStore.open(committed.url) as store:
+        assert isinstance(store, CountingStore)
+        executor = LocalExecutor(
+            Runner(store, registry, "test-worker"), max_concurrency=2, max_per_type=2
+        )
+        try:
+            await executor.submit([DispatchedJob(id=first, job_type="alone")])
+            await wait_for_job(committed.url, first, finished, within=20)
+            drains_after_first = store.drains  # the first claim catches up with the count
+            await asyncio.sleep(0.05)
+            with psycopg.connect(committed.url, autocommit=True) as conn:
+                second = _insert(conn, "alone")
+                assert _rings(conn)[-1] == [str(second)]  # it rang: nothing was shared
+            await executor.submit([DispatchedJob(id=second, job_type="alone")])
+            row = await wait_for_job(committed.url, second, finished, within=20)
+            assert row["status"] == "completed"
+        finally:
+            await executor.aclose()
+    assert store.drains == drains_after_first

@@ -295,8 +295,16 @@ begin
       @extschema@._jsonschema_resolve(root, schema ->> '$ref'), root, instance, first, depth + 1);
   end if;
 
-  -- The crate compiles an object's keywords in map order, which is byte order.
-  for keyword, value in select e.key, e.value from jsonb_each(schema) as e order by e.key collate "C" loop
+  -- The crate compiles an object's keywords in map order, which is byte order; a verdict alone
+  -- (`first`) needs no order, and annotations need no look.
+  for keyword, value in
+    select e.key, e.value
+      from jsonb_each(schema) as e
+     where e.key not in ('title', 'description', 'default', 'examples', '$comment', '$defs',
+                         'definitions', 'readOnly', 'writeOnly', 'deprecated', 'discriminator',
+                         '$schema')
+     order by case when first then null else e.key end collate "C"
+  loop
     exit when first and cardinality(errors) > 0;
     case keyword
       when 'type' then
@@ -378,11 +386,15 @@ begin
         end if;
       when 'properties' then
         if kind = 'object' then
-          for key, item in select p.key, p.value from jsonb_each(value) as p order by p.key collate "C" loop
-            if instance ? key then
-              errors := errors || @extschema@._jsonschema_errors(item, root, instance -> key, first, depth + 1);
-              exit when first and cardinality(errors) > 0;
-            end if;
+          -- Only the properties the instance has; in byte order, as the crate reports them.
+          for key, item in
+            select p.key, p.value
+              from jsonb_each(value) as p
+             where instance ? p.key
+             order by case when first then null else p.key end collate "C"
+          loop
+            errors := errors || @extschema@._jsonschema_errors(item, root, instance -> key, first, depth + 1);
+            exit when first and cardinality(errors) > 0;
           end loop;
         end if;
       when 'additionalProperties' then
