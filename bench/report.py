@@ -85,6 +85,15 @@ def render(result: dict[str, Any], console: Console) -> None:
             f"jobhook.sweep() with {sweep['finished_rows']} finished and {sweep['live_rows']} live "
             f"jobs: median {sweep['median_ms']} ms, max {sweep['max_ms']} ms over 20 runs"
         )
+    for other in result.get("peers", [])[1:]:
+        console.print(
+            f"{other['name']} {other['version']}: "
+            f"insert→start p50 {other['latency_ms']['p50']} ms, "
+            f"p99 {other['latency_ms']['p99']} ms; "
+            f"bulk {other['throughput_jobs_per_s']} jobs/s "
+            f"(jobhook {ratio.get('graphile_throughput')}x), row by row "
+            f"{other['throughput_row_by_row_jobs_per_s']} jobs/s"
+        )
     if result.get("concurrent"):
         render_concurrent(result["concurrent"], console)
     console.print(

@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from bench import cpu, workers
+from bench import cpu, graphile, workers
 from jobhook import vault
 from jobhook.config import DEMO_USER_ID
 from jobhook.devstack import database
@@ -599,6 +599,7 @@ async def bench_cluster() -> AsyncIterator[Cluster]:
         await asyncio.to_thread(database.prepare, cluster.url)
         with psycopg.connect(cluster.url, autocommit=True) as conn:
             conn.execute(f"create database {PGQUEUER_DB}")
+            conn.execute(f"create database {graphile.DATABASE}")
         yield cluster
     finally:
         await asyncio.to_thread(cluster.destroy)
@@ -646,6 +647,13 @@ async def run(
             if peer
             else None
         )
+        graphile_figures = (
+            await asyncio.to_thread(
+                graphile.figures, cluster.database_url(graphile.DATABASE), jobs, latency_jobs, rate
+            )
+            if peer and graphile.available()
+            else None
+        )
         their_concurrent = (
             await pgqueuer_concurrent(
                 cluster.database_url(PGQUEUER_DB),
@@ -670,6 +678,7 @@ async def run(
         "sweep": sweep,
         "concurrent": None,
         "peer": None,
+        "peers": [],
         "ratio": None,
     }
     if concurrent is not None:
@@ -681,6 +690,20 @@ async def run(
         for key in ("webhook_requests", "webhook_requests_row_by_row"):
             peer_figures.pop(key)
         result["peer"] = peer_figures
+        result["peers"] = [
+            {
+                key: peer_figures[key]
+                for key in (
+                    "name",
+                    "version",
+                    "latency_ms",
+                    "throughput_jobs_per_s",
+                    "throughput_row_by_row_jobs_per_s",
+                )
+            }
+        ]
+        if graphile_figures:
+            result["peers"].append(graphile_figures)
         result["ratio"] = {
             "throughput": round(ours.throughput_jobs_per_s / theirs.throughput_jobs_per_s, 2),
             "throughput_row_by_row": round(
@@ -689,6 +712,10 @@ async def run(
             "latency_p50": round(ours.latency_ms["p50"] / theirs.latency_ms["p50"], 2),
             "wal_bytes_per_job": round(ours.wal_bytes_per_job / theirs.wal_bytes_per_job, 2),
         }
+        if graphile_figures:
+            result["ratio"]["graphile_throughput"] = round(
+                ours.throughput_jobs_per_s / graphile_figures["throughput_jobs_per_s"], 2
+            )
         if concurrent and their_concurrent:
             result["ratio"]["concurrent_throughput"] = round(
                 concurrent.jobs_per_s / their_concurrent.jobs_per_s, 2

@@ -41,6 +41,15 @@ def test_bench_json_has_every_promised_figure() -> None:
     assert concurrent["pg_net_timeouts"] == 0
     assert set(concurrent["peer"]) >= {"jobs_per_s", "latency_ms", "waited_for_sweep"}
     assert "concurrent_throughput" in figures["ratio"]
+    names = [other["name"] for other in figures["peers"]]
+    assert names == ["pgqueuer", "graphile-worker"]
+    for other in figures["peers"]:
+        assert set(other) == {
+            "name", "version", "latency_ms", "throughput_jobs_per_s",
+            "throughput_row_by_row_jobs_per_s",
+        }  # fmt: skip
+        assert other["throughput_jobs_per_s"] > 0
+    assert figures["ratio"]["graphile_throughput"] > 0
     peer = figures["peer"]
     assert peer["name"] == "pgqueuer"
     assert set(peer) >= {"version", "latency_ms", "throughput_jobs_per_s", "wal_bytes_per_job"}
