@@ -117,10 +117,22 @@ def test_a_rolled_back_ringer_sends_nothing_and_dispatch_due_rings_for_the_rest(
     assert conn.execute(
         "select dispatch_count from public.jobs where id = %s", (shared,)
     ).fetchone() == (1,)
-    # And it keeps the pace: at one a second, the next call within the second rings nothing.
-    conn.execute("update jobhook.settings set max_doorbells_per_second = 1")
+    # Not while the doorbells that inserts ring keep coming: their drains are at work.
+    _insert(conn)
     conn.execute("select jobhook.dispatch_due()")
-    assert len(_rings(conn)) == 1
+    assert len(_rings(conn)) == 2
+
+
+def test_a_turn_held_by_a_stalled_transaction_does_not_stop_dispatch_due(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    with psycopg.connect(committed.url) as stalled:
+        _insert(stalled)  # takes the turn and keeps it: the transaction stays open
+        shared = _insert(conn)
+        time.sleep(1.1)
+        conn.execute("select jobhook.dispatch_due()")
+        assert _rings(conn) == [[str(shared)]]
+        stalled.rollback()
 
 
 class NoParams(BaseModel):
