@@ -1,4 +1,14 @@
-"""The job vocabulary shared by the runtime, the API and the CLI, mirroring public.jobs."""
+"""The job vocabulary shared by the runtime, the API and the CLI, mirroring public.jobs, and the
+three error families, one per audience:
+
+- `JobError`: what handler authors raise; its message is the job's `error`, read by the owner.
+- `ClientError`: what an API client (the REST API, a JobsClient caller, the CLI) is answered with
+  when its request cannot be served as asked; `status` and `code` are the API's answer.
+- `SetupError`: what an operator must fix before jobhook can run (secrets, the handler registry,
+  the dev stack's cluster and migrations).
+
+Each message names the problem and the fix.
+"""
 
 from __future__ import annotations
 
@@ -50,3 +60,17 @@ class PermanentJobError(JobError):
     """Raise from a handler to fail the job at once: retrying cannot help (bad input, 4xx...)."""
 
     retryable = False
+
+
+class ClientError(Exception):
+    """A client's request cannot be served as asked. The API answers `status` with `code` (stable,
+    for programs) and the message (what to do, for people)."""
+
+    status = 400
+    code = "bad_request"
+    details: object = None
+    headers: dict[str, str] | None = None
+
+
+class SetupError(Exception):
+    """jobhook cannot run as it is set up; the message names the setting or step and the fix."""

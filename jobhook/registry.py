@@ -22,6 +22,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
+from jobhook.jobs import SetupError
 from jobhook.store import queries
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ Handler = Callable[[Any, "JobContext"], Awaitable[Any] | Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class RegistryError(ValueError):
+class RegistryError(SetupError):
     """A job type is declared wrongly; the message names it and the rule."""
 
 

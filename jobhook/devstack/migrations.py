@@ -16,6 +16,7 @@ from typing import LiteralString
 
 import psycopg
 
+from jobhook.jobs import SetupError
 from jobhook.store import named_queries
 
 # The CLI's own file name rule (supabase/cli pkg/migration/file.go): <digits>_<name>.sql
@@ -27,7 +28,7 @@ def _queries() -> dict[str, LiteralString]:
     return named_queries("jobhook.devstack", "migrations.sql")
 
 
-class MigrationError(RuntimeError):
+class MigrationError(SetupError):
     """A migration failed or the folder is malformed; the message names the file."""
 
 
