@@ -19,7 +19,9 @@ class JobStatus(StrEnum):
     """public.job_status. Each value says who moves a job out of it."""
 
     PENDING = "pending"  # the runner's claim; the owner's cancel; the sweep (never picked up)
-    PROCESSING = "processing"  # complete / fail (the runner); the sweep when the lease expires
+    # complete / fail / release / acknowledge_cancel (the runner); the sweep when the lease
+    # expires: each through jobhook.finish_attempts
+    PROCESSING = "processing"
     COMPLETED = "completed"  # final; pruned by the sweep after retention_days
     FAILED = "failed"  # final; pruned by the sweep after retention_days
     CANCELLED = "cancelled"  # final; pruned by the sweep after retention_days

@@ -4,8 +4,12 @@
 -- lease expired and whose job was retried by another runner matches no row and writes nothing.
 -- These functions run as the caller and are executable by service_role (and the owner) only.
 --
--- What names its jobs by id (claim, complete_many, heartbeat, fail, release, cancel) finds them
--- by primary key, whatever the statistics say.
+-- Every attempt ends through jobhook.finish_attempts, the one statement that writes what each
+-- end (completed, failed, released, cancelled) leaves on the row; complete, complete_many, fail,
+-- release, acknowledge_cancel and the sweep's lease rescue only say which attempts end and how.
+--
+-- What names its jobs by id (claim, heartbeat, finish_attempts and its callers, request_cancel)
+-- finds them by primary key, whatever the statistics say.
 --
 -- A queue's statistics are always out of date: ANALYZE saw a quiet table, then a burst brought
 -- twenty thousand due jobs and two thousand started. Estimating the partial status indexes at a
@@ -53,7 +57,7 @@ as $$
 $$;
 
 -- Where a failed attempt leads: cancelled when the owner asked to cancel meanwhile, pending again
--- while it may be retried, failed otherwise. Shared by jobhook.fail and the sweep's lease rescue.
+-- while it may be retried, failed otherwise: a failed end in jobhook.finish_attempts.
 create or replace function jobhook.status_after_failure(
   cancel_requested_at timestamptz,
   retryable boolean,
