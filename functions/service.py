@@ -13,7 +13,7 @@ from fastapi import APIRouter, Response
 from functions.auth import ServiceKey
 from functions.deps import RuntimeDep
 from functions.errors import ApiError
-from functions.jobs import ERRORS, ClientDep, enqueue
+from functions.job_routes import ERRORS, ClientDep, enqueue
 from functions.schemas import ErrorResponse, Job, QueueStats, ServiceJobCreate
 from jobhook.client import Caller
 

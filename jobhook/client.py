@@ -18,24 +18,32 @@ import psycopg
 from psycopg.types.json import Jsonb, JsonbLoader
 from psycopg_pool import AsyncConnectionPool
 
-from jobhook.jobs import JobStatus
+from jobhook.jobs import ClientError, JobStatus
 from jobhook.store import Limits, queries
 
 Row = dict[str, Any]
 
 
-class JobNotFound(LookupError):
+class JobNotFound(ClientError):
     """No job with this id is visible to the caller (it does not exist, or is not theirs)."""
 
+    status = 404
+    code = "not_found"
 
-class CannotCancel(Exception):
+
+class CannotCancel(ClientError):
     """The job exists but is finished or already being cancelled; the message says which."""
 
+    status = 409
+    code = "cannot_cancel"
 
-class EnqueueRefused(Exception):
+
+class EnqueueRefused(ClientError):
     """The database refused the job (unknown type, bad payload, quota); the message says why.
 
     For parameters that are not the type's, `problems` names each field."""
+
+    status = 422
 
     def __init__(
         self,

@@ -24,6 +24,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ValidationError
 
 from jobhook import parameters
+from jobhook.jobs import SetupError
 from jobhook.store import queries
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ Handler = Callable[[Any, "JobContext"], Awaitable[Any] | Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class RegistryError(ValueError):
+class RegistryError(SetupError):
     """A job type is declared wrongly; the message names it and the rule."""
 
 

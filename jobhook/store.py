@@ -27,14 +27,19 @@ from jobhook.jobs import FailureKind, JobStatus
 _NAMED = re.compile(r"^-- name: (\w+)\n", re.MULTILINE)
 
 
-@cache
-def queries() -> dict[str, LiteralString]:
-    text = resources.files("jobhook.sql").joinpath("queries.sql").read_text()
+def named_queries(package: str, file: str) -> dict[str, LiteralString]:
+    """The queries of a .sql file in `package`, each under its `-- name: <name>` header."""
+    text = resources.files(package).joinpath(file).read_text()
     parts = _NAMED.split(text)[1:]
     return {
         name: cast(LiteralString, body.strip())
         for name, body in zip(parts[::2], parts[1::2], strict=True)
     }
+
+
+@cache
+def queries() -> dict[str, LiteralString]:
+    return named_queries("jobhook.sql", "queries.sql")
 
 
 @cache

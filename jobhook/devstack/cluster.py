@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from jobhook.jobs import SetupError
+
 PG_BIN = Path(os.environ.get("JOBHOOK_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SUPERUSER = "postgres"
 PASSWORD = "postgres"  # noqa: S105 - the supabase CLI's local database password; loopback only
@@ -42,7 +44,7 @@ BASE_SETTINGS: dict[str, str] = {
 }
 
 
-class ClusterError(RuntimeError):
+class ClusterError(SetupError):
     """The cluster could not be created, started or stopped; the message says what to do."""
 
 

@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import LiteralString
 
 import psycopg
+
+from jobhook.jobs import SetupError
+from jobhook.store import named_queries
 
 # The CLI's own file name rule (supabase/cli pkg/migration/file.go): <digits>_<name>.sql
 MIGRATION_FILE = re.compile(r"^(?P<version>[0-9]+)_(?P<name>.*)\.sql$")
 
 
-class MigrationError(RuntimeError):
+@cache
+def _queries() -> dict[str, LiteralString]:
+    return named_queries("jobhook.devstack", "migrations.sql")
+
+
+class MigrationError(SetupError):
     """A migration failed or the folder is malformed; the message names the file."""
 
 
@@ -51,7 +61,7 @@ def discover(folder: Path) -> list[Migration]:
 
 
 def applied_versions(conn: psycopg.Connection[object]) -> set[str]:
-    rows = conn.execute("select version from supabase_migrations.schema_migrations").fetchall()
+    rows = conn.execute(_queries()["applied_versions"]).fetchall()
     return {str(row[0]) for row in rows}  # type: ignore[index]
 
 
@@ -66,9 +76,12 @@ def apply(conn: psycopg.Connection[object], folder: Path) -> list[Migration]:
             with conn.transaction():
                 conn.execute(migration.sql.encode())
                 conn.execute(
-                    "insert into supabase_migrations.schema_migrations (version, name, statements)"
-                    " values (%s, %s, %s)",
-                    (migration.version, migration.name, [migration.sql]),
+                    _queries()["record_migration"],
+                    {
+                        "version": migration.version,
+                        "name": migration.name,
+                        "statements": [migration.sql],
+                    },
                 )
         except psycopg.Error as exc:
             raise MigrationError(f"{migration.path.name} failed: {_describe(exc)}") from exc

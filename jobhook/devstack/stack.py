@@ -23,6 +23,7 @@ from jobhook.config import LOCAL_JWT_SECRET, Settings
 from jobhook.devstack import database
 from jobhook.devstack.cluster import Cluster, server_reachable
 from jobhook.devstack.delivery import DeliveryWorker
+from jobhook.jobs import SetupError
 
 log = structlog.get_logger("jobhook.devstack.stack")
 
@@ -68,7 +69,9 @@ async def serve(
             while not server.started:
                 if tasks[1].done():
                     tasks[1].result()  # uvicorn gave up (port taken...): raise its error
-                    raise RuntimeError(f"the app did not start on {host}:{port}")
+                    raise SetupError(
+                        f"the app did not start on {host}:{port}: its log above says why"
+                    )
                 await asyncio.sleep(0.01)
             await delivery.ready.wait()
             await app.state.runtime.wait_ready()

@@ -31,7 +31,7 @@ select jobhook.fail(%(id)s, %(attempt)s, %(message)s, %(retryable)s, %(kind)s)::
 select jobhook.release(%(id)s, %(attempt)s, %(reason)s)::text;
 
 -- name: acknowledge_cancel
-select jobhook.cancel(%(id)s, %(attempt)s)::text;
+select jobhook.acknowledge_cancel(%(id)s, %(attempt)s)::text;
 
 -- name: dispatch_due
 -- Also when the next pending job falls due, so the ticker can wake just in time for it.

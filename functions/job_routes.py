@@ -16,7 +16,7 @@ from functions.auth import CurrentCaller, unauthorized
 from functions.deps import RuntimeDep
 from functions.errors import ApiError
 from functions.schemas import ErrorResponse, Job, JobCreate, JobFilters, JobPage
-from jobhook.client import Caller, CannotCancel, EnqueueRefused, JobNotFound, JobsClient
+from jobhook.client import Caller, EnqueueRefused, JobsClient
 from jobhook.registry import InvalidParameters, Registry
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -154,10 +154,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 @router.get("/{job_id}", response_model=Job, responses={**ERRORS, **NOT_FOUND})
 async def get_job(job_id: UUID, caller: CurrentCaller, client: ClientDep) -> Any:
     """One of your jobs: status, progress, result and the error of every failed attempt."""
-    try:
-        return await client.get(caller, job_id)
-    except JobNotFound:
-        raise ApiError(404, "not_found", f"no job {job_id}") from None
+    return await client.get(caller, job_id)  # JobNotFound answers 404 (functions.errors)
 
 
 @router.post(
@@ -171,9 +168,5 @@ async def get_job(job_id: UUID, caller: CurrentCaller, client: ClientDep) -> Any
 )
 async def cancel_job(job_id: UUID, caller: CurrentCaller, client: ClientDep) -> Any:
     """Cancel a job: a pending one at once, a running one when its runner next checks in."""
-    try:
-        return await client.cancel(caller, job_id)
-    except JobNotFound:
-        raise ApiError(404, "not_found", f"no job {job_id}") from None
-    except CannotCancel as exc:
-        raise ApiError(409, "cannot_cancel", str(exc)) from None
+    # JobNotFound answers 404, CannotCancel 409 (functions.errors).
+    return await client.cancel(caller, job_id)
