@@ -43,6 +43,7 @@ from typing import Any, LiteralString, cast
 
 import aiohttp
 import psycopg
+import psycopg.conninfo
 import structlog
 from psycopg.types.json import Jsonb
 
@@ -143,9 +144,11 @@ class DeliveryWorker:
         # Unpaced, responses are written at least this far apart, so a steady stream of single
         # requests shares insert statements instead of costing a transaction each.
         self.record_interval = record_interval
+        self._placed_url: str | None = None
         self.ready = asyncio.Event()
-        # How many times a pass ended and the worker started over.
+        # How many times a pass ended and the worker started over; set at each.
         self.restarts = 0
+        self.restarted = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         # Responses not yet recorded. They outlive a pass: a transfer under way when the pass
@@ -176,12 +179,26 @@ class DeliveryWorker:
                         delay = RESTART_DELAY
                     self.ready.clear()
                     self.restarts += 1
+                    self.restarted.set()
                     await asyncio.sleep(delay)
         finally:
             for task in list(self._in_flight):
                 task.cancel()
 
+    async def _place(self) -> None:
+        """Follow pg_net.database_name and pg_net.username, read at every start as upstream."""
+        async with await self._connect() as conn:
+            cursor = await conn.execute(queries()["placement"])
+            row = await cursor.fetchone()
+        assert row is not None
+        move_database, database_name, username, move_user = row
+        if move_database or move_user:
+            self._placed_url = psycopg.conninfo.make_conninfo(
+                self._placed_url or self.database_url, dbname=database_name, user=username
+            )
+
     async def _serve(self, client: aiohttp.ClientSession) -> None:
+        await self._place()
         async with (
             await self._connect() as conn,
             await self._connect() as recorder,
@@ -202,11 +219,12 @@ class DeliveryWorker:
             )
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        url = self._placed_url or self.database_url
         # No server-side prepared statements: pg_net can be dropped and re-created under a
         # running worker, and a statement prepared against the old tables would then fail with
         # "cached plan must not change result type".
         return await psycopg.AsyncConnection.connect(
-            self.database_url,
+            url,
             autocommit=True,
             application_name=APPLICATION_NAME,
             prepare_threshold=None,

@@ -7,6 +7,18 @@
 select coalesce(nullif(current_setting('pg_net.batch_size', true), ''), '200')::int as batch_size,
        coalesce(nullif(current_setting('pg_net.ttl', true), ''), '6 hours')::interval as ttl;
 
+-- Where the worker should be: upstream connects to pg_net.database_name as pg_net.username
+-- (src/worker.c:258); empty or unset here means where the worker's URL already points.
+-- name: placement
+select nullif(current_setting('pg_net.database_name', true), '') is distinct from null
+         and current_setting('pg_net.database_name', true) <> current_database() as move,
+       coalesce(nullif(current_setting('pg_net.database_name', true), ''), current_database())
+         as database_name,
+       coalesce(nullif(current_setting('pg_net.username', true), ''), current_user::text)
+         as username,
+       coalesce(nullif(current_setting('pg_net.username', true), ''), current_user::text)
+         <> current_user::text as move_user;
+
 -- Upstream skips a pass when schema `net` or either table is missing (src/worker.c:208-231).
 -- name: tables_present
 select to_regclass('net.http_request_queue') is not null
