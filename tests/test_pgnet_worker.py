@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg
@@ -69,7 +70,14 @@ def server() -> Iterator[Server]:
             with state.arrived:
                 state.seen.append(seen)
                 state.arrived.notify_all()
+            if self.path.startswith("/empty"):
+                return  # the connection closes with no reply at all
+            if self.path.startswith("/malformed"):
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\nok")
+                return
             lines = [b"HTTP/1.1 200 OK", b"Content-Length: 2", b"Connection: close"]
+            if self.path.startswith("/big-header"):
+                lines.append(b"X-Big: " + b"v" * 20_000)  # curl takes up to 100 KiB
             if self.path.startswith("/bad-header"):
                 lines.append(b"X-Bad: caf\xe9 \xff")  # Latin-1, not UTF-8
             if self.path.startswith("/repeated"):
@@ -333,3 +341,47 @@ async def test_worker_restart_and_wait_until_running(net_db: str, server: Server
             request_id,
         )
     assert (status, message) == ("SUCCESS", "ok")
+
+
+async def test_localhost_is_both_loopback_addresses_as_for_curl(net_db: str) -> None:
+    # A server on ::1 only: curl resolves localhost to ::1 and 127.0.0.1 itself, whatever the
+    # hosts file says, so pg_net reaches it.
+    class V6Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    v6 = V6Server(("::1", 0), Handler)
+    thread = threading.Thread(target=v6.serve_forever, daemon=True)
+    thread.start()
+    try:
+        async with delivering(net_db):
+            await sql(
+                net_db, "select net.http_get(%s)", f"http://localhost:{v6.server_address[1]}/"
+            )
+            rows = await responses(net_db, 1)
+    finally:
+        v6.shutdown()
+        v6.server_close()
+    assert [(r[1], r[3]) for r in rows] == [(204, None)]
+
+
+async def test_failures_are_worded_as_curl_words_them(net_db: str, server: Server) -> None:
+    async with delivering(net_db):
+        for path in ("/empty", "/malformed", "/big-header"):
+            await sql(net_db, "select net.http_get(%s)", f"{server.url}{path}")
+        rows = await responses(net_db, 3)
+    # curl_easy_strerror's texts (src/core.c:288): CURLE_GOT_NOTHING, CURLE_WEIRD_SERVER_REPLY.
+    # (Which header blocks count as malformed differs: see docs/design.md.)
+    assert [(r[1], r[2], r[3]) for r in rows] == [
+        (None, False, "Server returned nothing (no headers, no data)"),
+        (None, False, "Weird server reply"),
+        (200, False, None),
+    ]
+    assert len(rows[2][4]["X-Big"]) == 20_000

@@ -45,6 +45,7 @@ import aiohttp
 import psycopg
 import psycopg.conninfo
 import structlog
+from aiohttp.abc import ResolveResult
 from psycopg.types.json import Jsonb
 
 WAKE_CHANNEL = "pg_net_wake"
@@ -391,6 +392,33 @@ class DeliveryWorker:
                     log.warning("response not recorded", id=response.id, error=str(exc))
 
 
+class _CurlResolver(aiohttp.ThreadedResolver):
+    """The system's resolver, except that `localhost` is both loopback addresses, as curl has
+    it (curl answers localhost and *.localhost itself, RFC 6761), whatever /etc/hosts says."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        name = host.lower().rstrip(".")
+        if name == "localhost" or name.endswith(".localhost"):
+            return [
+                ResolveResult(
+                    hostname=host,
+                    host=address,
+                    port=port,
+                    family=address_family,
+                    proto=0,
+                    flags=socket.AI_NUMERICHOST,
+                )
+                for address, address_family in (
+                    ("::1", socket.AF_INET6),
+                    ("127.0.0.1", socket.AF_INET),
+                )
+                if family in (socket.AF_UNSPEC, address_family)
+            ]
+        return await super().resolve(host, port, family)
+
+
 @contextlib.asynccontextmanager
 async def _http_client(max_in_flight: int) -> Any:
     trace = aiohttp.TraceConfig()
@@ -425,7 +453,9 @@ async def _http_client(max_in_flight: int) -> Any:
         skip_auto_headers=("Accept-Encoding", "Content-Type"),
         auto_decompress=False,
         # curl resolves a name to IPv4 and IPv6 both (family 0), and takes long header lines.
-        connector=aiohttp.TCPConnector(limit=max_in_flight, family=socket.AF_UNSPEC),
+        connector=aiohttp.TCPConnector(
+            limit=max_in_flight, family=socket.AF_UNSPEC, resolver=_CurlResolver()
+        ),
         max_line_size=MAX_HEADER_BYTES,
         max_field_size=MAX_HEADER_BYTES,
         trace_configs=[trace],
