@@ -152,6 +152,15 @@ async def responses(url: str, expected: int, within: float = 10) -> list[tuple[A
         await asyncio.sleep(0.02)
 
 
+async def reload_until(url: str, setting: str, value: str) -> None:
+    """Reload the configuration and wait until a new session sees `setting` as `value`."""
+    await sql(url, "select pg_reload_conf()")
+    deadline = time.monotonic() + 10
+    while await sql(url, "select current_setting(%s)", setting) != [(value,)]:
+        assert time.monotonic() < deadline, f"{setting} never became {value!r}"
+        await asyncio.sleep(0.02)
+
+
 async def test_survives_pg_net_dropped_and_recreated(net_db: str, server: Server) -> None:
     async with delivering(net_db):
         # Enough requests for a client library to start preparing its statements: after the
@@ -259,7 +268,7 @@ async def test_paced_takes_one_batch_at_a_time_of_pg_net_batch_size(
     server.database_url = net_db
     await sql(net_db, "alter system set pg_net.batch_size = 2")
     try:
-        await sql(net_db, "select pg_reload_conf()")
+        await reload_until(net_db, "pg_net.batch_size", "2")
         async with delivering(net_db, paced=True):
             await sql(
                 net_db, "select net.http_get(%s) from generate_series(1, 5)", f"{server.url}/ok"
@@ -267,7 +276,7 @@ async def test_paced_takes_one_batch_at_a_time_of_pg_net_batch_size(
             await responses(net_db, 5)
     finally:
         await sql(net_db, "alter system reset pg_net.batch_size")
-        await sql(net_db, "select pg_reload_conf()")
+        await reload_until(net_db, "pg_net.batch_size", "200")
     # Batches of two, each sent only once the one before was sent, answered and recorded
     # (src/worker.c:300-418): the requests arrive in order, two to a batch boundary.
     seen = server.wait_for(5)
@@ -385,3 +394,21 @@ async def test_failures_are_worded_as_curl_words_them(net_db: str, server: Serve
         (200, False, None),
     ]
     assert len(rows[2][4]["X-Big"]) == 20_000
+
+
+async def test_the_worker_goes_where_pg_net_database_name_says(
+    cluster: Cluster, net_db: str, server: Server
+) -> None:
+    # Upstream's worker connects to pg_net.database_name (src/worker.c:258, 504-506): started on
+    # the cluster's default database, this one moves to the one the setting names.
+    name = net_db.rsplit("/", 1)[1]
+    await sql(net_db, f"alter system set pg_net.database_name = '{name}'")
+    try:
+        await reload_until(net_db, "pg_net.database_name", name)
+        async with delivering(cluster.url):
+            await sql(net_db, "select net.http_get(%s)", f"{server.url}/moved")
+            rows = await responses(net_db, 1)
+    finally:
+        await sql(net_db, "alter system reset pg_net.database_name")
+        await reload_until(net_db, "pg_net.database_name", "")
+    assert [r[1] for r in rows] == [200]
