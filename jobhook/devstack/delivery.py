@@ -188,6 +188,8 @@ class DeliveryWorker:
 
     async def _place(self) -> None:
         """Follow pg_net.database_name and pg_net.username, read at every start as upstream."""
+        # Asked from where the worker was pointed, so that resetting them moves it back.
+        self._placed_url = None
         async with await self._connect() as conn:
             cursor = await conn.execute(queries()["placement"])
             row = await cursor.fetchone()
@@ -195,7 +197,7 @@ class DeliveryWorker:
         move_database, database_name, username, move_user = row
         if move_database or move_user:
             self._placed_url = psycopg.conninfo.make_conninfo(
-                self._placed_url or self.database_url, dbname=database_name, user=username
+                self.database_url, dbname=database_name, user=username
             )
 
     async def _serve(self, client: aiohttp.ClientSession) -> None:
