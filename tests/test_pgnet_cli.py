@@ -45,9 +45,16 @@ def cli_url(conn: psycopg.Connection[Any]) -> str:
     )
 
 
+HISTORY = "select version, name, statements from supabase_migrations.schema_migrations order by 1"
+
+# The history rows `supabase db push` wrote, kept by the `pushed` fixture.
+CLI_HISTORY: list[tuple[Any, ...]] = []
+
+
 def push_with_the_cli(conn: psycopg.Connection[Any]) -> None:
     result = cli("db", "push", "--db-url", cli_url(conn), "--include-all", "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
+    CLI_HISTORY[:] = conn.execute(HISTORY).fetchall()
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +64,17 @@ def pushed() -> tuple[Built, Built]:
         by_cli = pool.submit(build, push_with_the_cli)
         by_runner = pool.submit(build, apply_migrations)
         return by_cli.result(), by_runner.result()
+
+
+def test_the_runner_writes_the_history_as_the_cli_writes_it(
+    pushed: tuple[Built, Built], test_db: Stack
+) -> None:
+    with psycopg.connect(test_db.url) as conn:
+        ours = conn.execute(HISTORY).fetchall()
+    assert len(CLI_HISTORY) == len(migrations.discover(MIGRATIONS))
+    assert [row[:2] for row in ours] == [row[:2] for row in CLI_HISTORY]
+    for mine, theirs in zip(ours, CLI_HISTORY, strict=True):
+        assert mine[2] == theirs[2], f"{mine[0]}_{mine[1]}: statements differ"
 
 
 def test_the_cli_is_the_pinned_one() -> None:

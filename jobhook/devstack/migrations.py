@@ -1,6 +1,7 @@
 """Apply `supabase/migrations/*.sql` in order, recording each as the supabase CLI does.
 
-The CLI keeps its history in `supabase_migrations.schema_migrations (version, statements, name)`;
+The CLI keeps its history in `supabase_migrations.schema_migrations (version, statements, name)`,
+each migration as its statements (jobhook.devstack.statements cuts them as the CLI does);
 recording there means `supabase migration list` and `supabase db push` agree with the dev stack
 about what has run. Each file runs in its own transaction together with its history row, so a
 failing migration leaves neither its changes nor a record behind.
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from jobhook.devstack import statements
 
 # The CLI's own file name rule (supabase/cli pkg/migration/file.go): <digits>_<name>.sql
 MIGRATION_FILE = re.compile(r"^(?P<version>[0-9]+)_(?P<name>.*)\.sql$")
@@ -68,7 +71,7 @@ def apply(conn: psycopg.Connection[object], folder: Path) -> list[Migration]:
                 conn.execute(
                     "insert into supabase_migrations.schema_migrations (version, name, statements)"
                     " values (%s, %s, %s)",
-                    (migration.version, migration.name, [migration.sql]),
+                    (migration.version, migration.name, statements.split(migration.sql)),
                 )
         except psycopg.Error as exc:
             raise MigrationError(f"{migration.path.name} failed: {_describe(exc)}") from exc
