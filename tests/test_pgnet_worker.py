@@ -412,3 +412,24 @@ async def test_the_worker_goes_where_pg_net_database_name_says(
         await sql(net_db, "alter system reset pg_net.database_name")
         await reload_until(net_db, "pg_net.database_name", "")
     assert [r[1] for r in rows] == [200]
+
+
+async def test_pg_net_ttl_takes_effect_with_alter_system(net_db: str) -> None:
+    await sql(
+        net_db,
+        "insert into net._http_response (id, status_code, created) values"
+        " (1, 200, now() - interval '2 minutes'), (2, 200, now())",
+    )
+    await sql(net_db, "alter system set pg_net.ttl = '1 minute'")
+    try:
+        await reload_until(net_db, "pg_net.ttl", "1 minute")
+        # Expiry runs on every pass (src/worker.c:316), the first one at start included.
+        async with delivering(net_db):
+            deadline = time.monotonic() + 10
+            while len(await responses(net_db, 0)) != 1:
+                assert time.monotonic() < deadline, "the old response never expired"
+                await asyncio.sleep(0.02)
+    finally:
+        await sql(net_db, "alter system reset pg_net.ttl")
+        await reload_until(net_db, "pg_net.ttl", "6 hours")
+    assert [r[0] for r in await responses(net_db, 0)] == [2]

@@ -48,7 +48,7 @@ import structlog
 from aiohttp.abc import ResolveResult
 from psycopg.types.json import Jsonb
 
-WAKE_CHANNEL = "pg_net_wake"
+WAKE_CHANNEL = "pg_net_wake"  # as delivery.sql's `listen` names it
 # The payload net.worker_restart() sends on WAKE_CHANNEL.
 RESTART_PAYLOAD = "restart"
 # pg_net's worker names itself so in pg_stat_activity (src/worker.c:259); net.check_worker_is_up()
@@ -207,7 +207,7 @@ class DeliveryWorker:
             await self._connect() as recorder,
             await self._connect() as listener,
         ):
-            await listener.execute(f"listen {WAKE_CHANNEL}")
+            await listener.execute(queries()["listen"])
             # Upstream starts with a pass over the queue, and so after every restart
             # (should_wake starts at 1: src/worker.c:170, 455).
             woken = asyncio.Event()

@@ -1,6 +1,10 @@
 -- The delivery worker's queries, loaded once by jobhook.devstack.delivery. Each starts with
 -- `-- name: <name>`. They are the statements pg_net's worker prepares in src/core.c (v0.20.4).
 
+-- The stand-in net.wake() notifies this channel (platform/pg_net--0.20.4.sql).
+-- name: listen
+listen pg_net_wake;
+
 -- pg_net's settings as the worker would read them (src/worker.c:496-509): unset means the
 -- default; ALTER SYSTEM plus a reload reaches this session as it reaches the C worker's SIGHUP.
 -- name: settings
