@@ -1,6 +1,7 @@
 """Apply `supabase/migrations/*.sql` in order, recording each as the supabase CLI does.
 
-The CLI keeps its history in `supabase_migrations.schema_migrations (version, statements, name)`;
+The CLI keeps its history in `supabase_migrations.schema_migrations (version, statements, name)`,
+each migration as its statements (jobhook.devstack.statements cuts them as the CLI does);
 recording there means `supabase migration list` and `supabase db push` agree with the dev stack
 about what has run. Each file runs in its own transaction together with its history row, so a
 failing migration leaves neither its changes nor a record behind.
@@ -16,6 +17,7 @@ from typing import LiteralString
 
 import psycopg
 
+from jobhook.devstack import statements
 from jobhook.jobs import SetupError
 from jobhook.store import named_queries
 
@@ -80,7 +82,7 @@ def apply(conn: psycopg.Connection[object], folder: Path) -> list[Migration]:
                     {
                         "version": migration.version,
                         "name": migration.name,
-                        "statements": [migration.sql],
+                        "statements": statements.split(migration.sql),
                     },
                 )
         except psycopg.Error as exc:
