@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Empty, Queue
+from queue import Queue
 from typing import Any
 
 import psycopg
@@ -83,21 +83,6 @@ def worker(url: str, report_starts: bool) -> Iterator[Worker]:
             process.kill()
 
 
-def collect(
-    started: Queue[tuple[str, float]], expected: set[str], within: float
-) -> dict[str, float]:
-    starts: dict[str, float] = {}
-    deadline = time.monotonic() + within
-    while expected - starts.keys() and time.monotonic() < deadline:
-        with contextlib.suppress(Empty):
-            job_id, at = started.get(timeout=0.5)
-            starts[job_id] = at
-    missing = expected - starts.keys()
-    if missing:
-        raise RuntimeError(f"{len(missing)} graphile-worker job(s) never started within {within} s")
-    return starts
-
-
 def add_one(conn: psycopg.Connection[Any]) -> tuple[str, float]:
     row = conn.execute("select (graphile_worker.add_job(%s, '{}'::json)).id", (TASK,)).fetchone()
     at = time.time()
@@ -124,7 +109,7 @@ def wait_drained(conn: psycopg.Connection[Any], within: float = 600) -> None:
 def figures(url: str, jobs: int, latency_jobs: int, rate: float) -> dict[str, Any]:
     """Latency at `rate` single jobs a second, and throughput for `jobs` added in one call and
     one per transaction, each from the first add to the empty table."""
-    from bench.run import percentiles
+    from bench.run import collect_starts, percentiles
 
     with psycopg.connect(url, autocommit=True) as conn:
         with worker(url, report_starts=True) as running:
@@ -137,7 +122,7 @@ def figures(url: str, jobs: int, latency_jobs: int, rate: float) -> dict[str, An
                 time.sleep(max(0.0, begin + n / rate - time.monotonic()))
                 job_id, at = add_one(conn)
                 commits[job_id] = at
-            starts = collect(running.started, set(commits), 60)
+            starts = collect_starts(running.started, set(commits), 60)
         latencies = [(starts[job] - at) * 1000 for job, at in commits.items()]
         wait_drained(conn)
         with worker(url, report_starts=False):

@@ -133,15 +133,22 @@ def child(target: Callable[..., None], *args: Any) -> Iterator[Consumer]:
 
 
 def collect_starts(started: Any, expected: set[str], within: float) -> dict[str, float]:
+    starts = collect_some(started, expected, within)
+    missing = expected - starts.keys()
+    if missing:
+        raise RuntimeError(f"{len(missing)} job(s) never started within {within} s")
+    return starts
+
+
+def collect_some(started: Any, expected: set[str], within: float) -> dict[str, float]:
+    """(job id, start time) pairs from `started` until every expected job is in, or `within`
+    seconds have passed; what never started is left out."""
     starts: dict[str, float] = {}
     deadline = time.monotonic() + within
     while expected - starts.keys() and time.monotonic() < deadline:
         with contextlib.suppress(Exception):
             job_id, at = started.get(timeout=0.5)
             starts[job_id] = at
-    missing = expected - starts.keys()
-    if missing:
-        raise RuntimeError(f"{len(missing)} job(s) never started within {within} s")
     return starts
 
 
@@ -445,17 +452,6 @@ def concurrent_latencies(
     )
     figures = percentiles(latencies) if len(latencies) > 1 else {}
     return {key: figures[key] for key in ("p50", "p99", "max") if key in figures}, late
-
-
-def collect_some(started: Any, expected: set[str], within: float) -> dict[str, float]:
-    """As collect_starts, but what never started is left out instead of failing the run."""
-    starts: dict[str, float] = {}
-    deadline = time.monotonic() + within
-    while expected - starts.keys() and time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            job_id, at = started.get(timeout=0.5)
-            starts[job_id] = at
-    return starts
 
 
 async def producing(
