@@ -1,0 +1,119 @@
+-- What the operators' dashboard (and /ready, and `jobhook doctor`) reads, and the role it reads as.
+--
+-- The app keeps its own role for the runtime; the dashboard and the health checks switch to
+-- jobhook_operator for their queries (`set local role`, in the same message). Users' jobs stay
+-- under row-level security: the role reads every job through a policy of its own, with nothing
+-- but SELECT; its only writes are jobhook.retry and jobhook.cancel_for_operator (09_retry.sql),
+-- which record who asked. What it must not read (Vault's decrypted secrets, pg_cron's rows of
+-- other users) it learns through definer functions that answer only what the checks need.
+
+do $$
+begin
+  if not exists (select from pg_catalog.pg_roles where rolname = 'jobhook_operator') then
+    create role jobhook_operator nologin noinherit;
+  end if;
+end;
+$$;
+comment on role jobhook_operator is
+  'jobhook: what the dashboard and the health checks read as; reads jobs, pg_net''s tables, health.';
+-- The app's role (the one that runs migrations, postgres on Supabase) switches to it per query.
+grant jobhook_operator to current_user;
+
+grant usage on schema jobhook to jobhook_operator;
+grant select on public.jobs to jobhook_operator;
+create policy jobs_select_operator on public.jobs
+  for select to jobhook_operator
+  using (true);
+grant select on jobhook.settings, jobhook.job_types, jobhook.operator_actions to jobhook_operator;
+-- pg_net grants its tables to PUBLIC already (04_doorbell.sql says why that matters); the
+-- dashboard's reads are granted here all the same, so they hold if a platform takes that back.
+grant usage on schema net to jobhook_operator;
+grant select on net._http_response, net.http_request_queue to jobhook_operator;
+
+-- The operators' jobs list, newest or oldest first, a page at a time by keyset
+-- ((created_at, id) below the last row shown), per status: each status is one range of this
+-- index, bounded by the page's time range, so a page never walks the table's history.
+create index if not exists jobs_status_created_idx on public.jobs (status, created_at, id);
+
+-- Which of the doorbell's Vault secrets exist, by name. Reads vault.secrets' names only: no
+-- secret is decrypted, so the dashboard's role can be told without being able to read them.
+create or replace function jobhook.vault_secrets_present()
+returns text[]
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select coalesce(array_agg(s.name order by s.name), '{}')
+    from vault.secrets s
+   where s.name in ('jobhook_webhook_url', 'jobhook_webhook_secret')
+$$;
+
+-- Whether the secret the database signs doorbells with is one the asking app verifies with,
+-- given the SHA-256 (hex) of each of the app's secrets: only yes or no leaves the database.
+-- Null when Vault holds no signing secret or no fingerprint is given.
+create or replace function jobhook.signing_secret_accepted(fingerprints text[])
+returns boolean
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select case when cardinality(fingerprints) > 0 then
+           encode(extensions.digest(c.secret, 'sha256'), 'hex') = any(fingerprints)
+         end
+    from jobhook.webhook_config() c
+$$;
+
+-- The sweep's last runs, as pg_cron recorded them. pg_cron shows each user only the runs of
+-- the jobs it scheduled (a row-level security policy on cron.job_run_details, username =
+-- current_user), so this runs as the role that scheduled the sweep (08_schedule.sql). The runs
+-- are read newest first by cron's primary key, `max_runs` of them, never the whole table:
+-- pg_cron keeps every run until someone deletes them.
+create or replace function jobhook.sweep_runs(max_runs integer default 30)
+returns table (
+  runid bigint, status text, return_message text, start_time timestamptz, end_time timestamptz
+)
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select d.runid, d.status, left(d.return_message, 1000), d.start_time, d.end_time
+    from cron.job_run_details d
+   where d.jobid = (select j.jobid from cron.job j where j.jobname = 'jobhook-sweep')
+   order by d.runid desc
+   limit least(greatest(max_runs, 1), 500)
+$$;
+
+-- Whether the sweep is scheduled and active: null when it is not scheduled at all.
+create or replace function jobhook.sweep_scheduled()
+returns boolean
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select j.active from cron.job j where j.jobname = 'jobhook-sweep'
+$$;
+
+revoke execute on function
+  jobhook.vault_secrets_present(),
+  jobhook.signing_secret_accepted(text[]),
+  jobhook.sweep_runs(integer),
+  jobhook.sweep_scheduled()
+from public;
+grant execute on function
+  jobhook.vault_secrets_present(),
+  jobhook.signing_secret_accepted(text[]),
+  jobhook.sweep_runs(integer),
+  jobhook.sweep_scheduled(),
+  jobhook.foreign_queue_triggers(),
+  jobhook.retry(uuid[], text),
+  jobhook.cancel_for_operator(uuid[], text)
+to jobhook_operator, service_role;
+
+-- The migrations applied, where the supabase CLI records them (`health` compares them with the
+-- files a deployment knows of).
+grant usage on schema supabase_migrations to jobhook_operator;
+grant select on supabase_migrations.schema_migrations to jobhook_operator;
