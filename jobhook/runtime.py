@@ -84,6 +84,11 @@ class Runtime:
         secrets = await self.verify_secrets()
         return bool(secrets) and self.adopt(secrets[0])
 
+    @property
+    def verified_with(self) -> tuple[str, ...]:
+        """The secrets doorbells verify with now (none until the app is ready)."""
+        return tuple(self._verified_with)
+
     def accepts(self, secret: str) -> bool:
         """Whether doorbells signed with `secret` verify here."""
         return secret in self._verified_with

@@ -29,12 +29,20 @@ _NAMED = re.compile(r"^-- name: (\w+)\n", re.MULTILINE)
 
 @cache
 def queries() -> dict[str, LiteralString]:
-    text = resources.files("jobhook.sql").joinpath("queries.sql").read_text()
-    parts = _NAMED.split(text)[1:]
-    return {
-        name: cast(LiteralString, body.strip())
-        for name, body in zip(parts[::2], parts[1::2], strict=True)
-    }
+    """Every named query of every `.sql` file in jobhook/sql (queries.sql, health.sql,
+    dashboard.sql), loaded once; a name used twice is an error, not a silent override."""
+    named: dict[str, LiteralString] = {}
+    files = sorted(
+        (f for f in resources.files("jobhook.sql").iterdir() if f.name.endswith(".sql")),
+        key=lambda f: f.name,
+    )
+    for file in files:
+        parts = _NAMED.split(file.read_text())[1:]
+        for name, body in zip(parts[::2], parts[1::2], strict=True):
+            if name in named:
+                raise ValueError(f"the query name {name!r} is used twice in jobhook/sql")
+            named[name] = cast(LiteralString, body.strip())
+    return named
 
 
 @cache
@@ -231,6 +239,13 @@ class Store:
         now disabled (see jobhook.registry)."""
         rows = await self._all("renew_job_types", {"names": names, "serve_seconds": serve_seconds})
         return [row["name"] for row in rows]
+
+    async def fetch(
+        self, name: str, params: dict[str, Any], *, acquire_within: float | None = None
+    ) -> list[dict[str, Any]]:
+        """The rows of a named query of the operator's (jobhook/sql/health.sql and
+        dashboard.sql), run under the same limits as every other call."""
+        return await self._all(name, params, acquire_within)
 
     async def rows(self, name: str) -> list[dict[str, Any]]:
         """The rows of a named query without parameters (the operator's views), run under the

@@ -1,0 +1,55 @@
+-- Named queries of jobhook.health: what /ready, the dashboard's health panel and
+-- `jobhook doctor` check, read in one round trip as jobhook_operator
+-- (supabase/schemas/10_dashboard.sql), which reads no secret and writes nothing.
+
+-- name: health
+-- Each column is one check's facts; jobhook.health judges them. pg_net's replies are read over
+-- the last `window_seconds` through the index on `created`; the sweep's runs by cron's primary
+-- key (jobhook.sweep_runs); the queue's size by counting it, which pg_net keeps small (it
+-- deletes each request as it sends it).
+set local role jobhook_operator;
+select
+  now() as checked_at,
+  (select coalesce(array_agg(e.name order by e.name), '{}')
+     from unnest(%(extensions)s::text[]) e (name)
+    where not exists (select from pg_catalog.pg_extension x where x.extname = e.name))
+    as missing_extensions,
+  (select coalesce(array_agg(f.name order by f.name), '{}')
+     from unnest(%(functions)s::text[]) f (name)
+    where not exists (select from pg_catalog.pg_proc p
+                       where p.pronamespace = 'jobhook'::regnamespace and p.proname = f.name))
+    as missing_functions,
+  (select coalesce(array_agg(m.version order by m.version), '{}')
+     from unnest(%(migrations)s::text[]) m (version)
+    where not exists (select from supabase_migrations.schema_migrations s
+                       where s.version = m.version))
+    as missing_migrations,
+  jobhook.vault_secrets_present() as vault_secrets,
+  jobhook.signing_secret_accepted(%(fingerprints)s::text[]) as signing_secret_accepted,
+  jobhook.foreign_queue_triggers() as foreign_queue_triggers,
+  (select count(*)::int from net.http_request_queue) as queued_doorbells,
+  replies.total as replies, replies.failed as failed_replies, replies.timed_out as timed_out_replies,
+  replies.last_error,
+  jobhook.sweep_scheduled() as sweep_scheduled,
+  sweeps.runs as sweep_runs, sweeps.failed as failed_sweeps, sweeps.last_run_at,
+  sweeps.last_failure,
+  (select coalesce(array_agg(t.name order by t.name), '{}')
+     from jobhook.job_types t
+    where t.enabled and t.name <> all(%(handled)s::text[]))
+    as unhandled_job_types
+  from (select count(*)::int as total,
+               count(*) filter (where r.timed_out or r.error_msg is not null
+                                   or r.status_code is null or r.status_code >= 400)::int as failed,
+               count(*) filter (where r.timed_out)::int as timed_out,
+               (array_agg(coalesce(r.error_msg, 'HTTP ' || r.status_code::text)
+                          order by r.created desc)
+                  filter (where r.timed_out or r.error_msg is not null
+                             or r.status_code is null or r.status_code >= 400))[1] as last_error
+          from net._http_response r
+         where r.created > now() - make_interval(secs => %(window_seconds)s)) replies,
+       (select count(*)::int as runs,
+               count(*) filter (where s.status = 'failed')::int as failed,
+               max(s.start_time) as last_run_at,
+               (array_agg(s.return_message order by s.runid desc)
+                  filter (where s.status = 'failed'))[1] as last_failure
+          from jobhook.sweep_runs(%(sweep_runs)s) s) sweeps;
