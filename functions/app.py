@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import handlers
-from functions import errors, health, jobs, service, webhooks
+from functions import dashboard, errors, health, jobs, service, webhooks
 from functions.auth import Authenticator, OperatorOnly
 from functions.ratelimit import RateLimiter
 from functions.requests import BodyLimitMiddleware, RequestIdMiddleware
@@ -78,6 +78,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(service.router)
     app.include_router(webhooks.router)
+    dashboard.install(app, settings)
 
     def openapi() -> dict[str, Any]:
         """The generated schema, with job_type listing the job types this deployment runs."""
