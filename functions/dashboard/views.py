@@ -175,8 +175,7 @@ async def jobs_fragment(
 
 async def _jobs(runtime: Runtime, chosen: JobFilter) -> dict[str, Any]:
     now = datetime.now(UTC)
-    name = "dashboard_jobs_newest" if chosen.order == "newest" else "dashboard_jobs_oldest"
-    rows = await runtime.store.fetch(name, chosen.params(now))
+    rows = await runtime.store.fetch("dashboard_jobs", chosen.params(now))
     types = [row["name"] for row in await runtime.store.fetch("dashboard_job_types", {})]
     since, until = chosen.range(now)
     return {
@@ -286,7 +285,8 @@ async def _selection(
     if chosen.status not in allowed:
         names = " or ".join(s.value for s in allowed)
         return [], f"{action} by filter needs the status filter set to {names}"
-    params = chosen.without_cursor().params(datetime.now(UTC), limit=BULK_LIMIT)
+    newest = chosen.without_cursor().model_copy(update={"order": "newest"})
+    params = newest.params(datetime.now(UTC), limit=BULK_LIMIT)
     rows = await runtime.store.fetch("dashboard_selection", params)
     return [row["id"] for row in rows], None
 

@@ -4,8 +4,8 @@
 -- finished ones, or one page of the chosen time range: the table's history is never scanned.
 
 -- name: dashboard_overview
--- Live jobs through their partial indexes (jobs_pending_run_at_idx, jobs_processing_idx),
--- finished ones of the last hour through jobs_finished_idx; the per-minute series and the
+-- Live jobs through their partial indexes, finished ones of the last hour through
+-- jobs_finished_idx; the per-minute series and the
 -- latency percentiles come from that hour's rows.
 set local role jobhook_operator;
 with finished as (
@@ -16,10 +16,13 @@ with finished as (
      and j.finished_at > now() - interval '1 hour'
 ),
 live as (
-  select j.job_type, j.status::text as status, count(*)::int as jobs
-    from public.jobs j
-   where j.status in ('pending', 'processing')
-   group by 1, 2
+  -- One status at a time: each matches its partial index (jobs_pending_by_user_idx,
+  -- jobs_processing_by_user_idx, both led by job_type), where `status in (...)` matched none.
+  select j.job_type, 'pending' as status, count(*)::int as jobs
+    from public.jobs j where j.status = 'pending' group by 1
+  union all
+  select j.job_type, 'processing', count(*)::int
+    from public.jobs j where j.status = 'processing' group by 1
 ),
 minutes as (
   select m.minute,
@@ -67,63 +70,23 @@ select
             order by j.lease_expires_at
             limit 20) e) as expiring_leases;
 
--- name: dashboard_jobs_newest
--- One page of the list, newest first, after the keyset (before_at, before_id). Each status is
--- one range of jobs_status_created_idx within [since, until); the other filters apply on the
--- way, and the LIMIT stops each range's walk at a page.
+-- name: dashboard_jobs
+-- One page of the list after the keyset (after_at, after_id), in the chosen order: see
+-- jobhook.operator_jobs for why it is a function, and tests/test_dashboard_plans.py for its plan.
 set local role jobhook_operator;
-select page.*
-  from unnest(case when %(status)s::text is null then enum_range(null::public.job_status)
-                   else array[%(status)s::public.job_status] end) s (status)
- cross join lateral (
-       select j.id, j.user_id, j.job_type, j.status::text as status, j.attempt, j.max_attempts,
-              j.progress, j.error, j.created_at, j.finished_at, j.run_at
-         from public.jobs j
-        where j.status = s.status
-          and j.created_at >= %(since)s and j.created_at < %(until)s
-          and (j.created_at, j.id) < (%(before_at)s::timestamptz, %(before_id)s::uuid)
-          and (%(job_type)s::text is null or j.job_type = %(job_type)s::text)
-          and (%(user_id)s::uuid is null or j.user_id = %(user_id)s::uuid)
-          and (%(error)s::text is null or strpos(lower(j.error), lower(%(error)s::text)) > 0)
-        order by j.created_at desc, j.id desc
-        limit %(limit)s) page
- order by page.created_at desc, page.id desc
- limit %(limit)s;
-
--- name: dashboard_jobs_oldest
--- The same page, oldest first, after the keyset (after_at, after_id).
-set local role jobhook_operator;
-select page.*
-  from unnest(case when %(status)s::text is null then enum_range(null::public.job_status)
-                   else array[%(status)s::public.job_status] end) s (status)
- cross join lateral (
-       select j.id, j.user_id, j.job_type, j.status::text as status, j.attempt, j.max_attempts,
-              j.progress, j.error, j.created_at, j.finished_at, j.run_at
-         from public.jobs j
-        where j.status = s.status
-          and j.created_at >= %(since)s and j.created_at < %(until)s
-          and (j.created_at, j.id) > (%(after_at)s::timestamptz, %(after_id)s::uuid)
-          and (%(job_type)s::text is null or j.job_type = %(job_type)s::text)
-          and (%(user_id)s::uuid is null or j.user_id = %(user_id)s::uuid)
-          and (%(error)s::text is null or strpos(lower(j.error), lower(%(error)s::text)) > 0)
-        order by j.created_at, j.id
-        limit %(limit)s) page
- order by page.created_at, page.id
- limit %(limit)s;
+select * from jobhook.operator_jobs(
+  %(status)s::public.job_status, %(job_type)s::text, %(user_id)s::uuid, %(since)s::timestamptz,
+  %(until)s::timestamptz, %(error)s::text, %(after_at)s::timestamptz, %(after_id)s::uuid,
+  %(newest)s::boolean, %(limit)s::integer);
 
 -- name: dashboard_selection
--- What a bulk action would touch: the ids of one status's jobs in the filter, newest first, at
--- most %(limit)s (the count the confirmation shows is this list's length).
+-- What a bulk action would touch: the ids of the jobs the filter selects, newest first, up to
+-- the bulk limit (the count the confirmation shows is this list's length).
 set local role jobhook_operator;
-select j.id
-  from public.jobs j
- where j.status = %(status)s::public.job_status
-   and j.created_at >= %(since)s and j.created_at < %(until)s
-   and (%(job_type)s::text is null or j.job_type = %(job_type)s::text)
-   and (%(user_id)s::uuid is null or j.user_id = %(user_id)s::uuid)
-   and (%(error)s::text is null or strpos(lower(j.error), lower(%(error)s::text)) > 0)
- order by j.created_at desc, j.id desc
- limit %(limit)s;
+select o.id from jobhook.operator_jobs(
+  %(status)s::public.job_status, %(job_type)s::text, %(user_id)s::uuid, %(since)s::timestamptz,
+  %(until)s::timestamptz, %(error)s::text, %(after_at)s::timestamptz, %(after_id)s::uuid,
+  true, %(limit)s::integer) o;
 
 -- name: dashboard_job
 -- One job, its type's options, what operators did to it, and pg_net's replies recorded while its

@@ -31,9 +31,84 @@ grant usage on schema net to jobhook_operator;
 grant select on net._http_response, net.http_request_queue to jobhook_operator;
 
 -- The operators' jobs list, newest or oldest first, a page at a time by keyset
--- ((created_at, id) below the last row shown), per status: each status is one range of this
+-- ((created_at, id) past the last row shown), per status: each status is one range of this
 -- index, bounded by the page's time range, so a page never walks the table's history.
 create index if not exists jobs_status_created_idx on public.jobs (status, created_at, id);
+
+-- One page of that list. Read by a definer function, not through jobs_select_operator: under
+-- any policy, even `using (true)`, PostgreSQL applies a condition whose operators are not
+-- leakproof only after the policy, and the equality of enums is not leakproof, so the status
+-- could never be the index's first column and every page sorted the status's whole history
+-- (tests/test_dashboard_plans.py). The function returns the list's columns only, and only to
+-- jobhook_operator; the filters are bound parameters, at most 1000 rows (a bulk action's selection).
+create or replace function jobhook.operator_jobs(
+  of_status public.job_status,
+  of_type text,
+  of_user uuid,
+  since timestamptz,
+  until timestamptz,
+  error_contains text,
+  after_at timestamptz,
+  after_id uuid,
+  newest boolean,
+  max_rows integer
+)
+returns table (
+  id uuid, user_id uuid, job_type text, status text, attempt integer, max_attempts integer,
+  progress smallint, error text, created_at timestamptz, finished_at timestamptz,
+  run_at timestamptz
+)
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  statuses public.job_status[] := case when operator_jobs.of_status is null
+                                       then enum_range(null::public.job_status)
+                                       else array[operator_jobs.of_status] end;
+  page_size integer := least(greatest(operator_jobs.max_rows, 1), 1000);
+begin
+  if operator_jobs.newest then
+    return query
+      select p.* from unnest(statuses) s (status)
+       cross join lateral (
+             select j.id, j.user_id, j.job_type, j.status::text, j.attempt, j.max_attempts,
+                    j.progress, j.error, j.created_at, j.finished_at, j.run_at
+               from public.jobs j
+              where j.status = s.status
+                and j.created_at >= operator_jobs.since and j.created_at < operator_jobs.until
+                and (j.created_at, j.id) < (operator_jobs.after_at, operator_jobs.after_id)
+                and (operator_jobs.of_type is null or j.job_type = operator_jobs.of_type)
+                and (operator_jobs.of_user is null or j.user_id = operator_jobs.of_user)
+                and (operator_jobs.error_contains is null
+                     or strpos(lower(j.error), lower(operator_jobs.error_contains)) > 0)
+              order by j.created_at desc, j.id desc
+              limit page_size) p
+       order by p.created_at desc, p.id desc
+       limit page_size;
+  else
+    return query
+      select p.* from unnest(statuses) s (status)
+       cross join lateral (
+             select j.id, j.user_id, j.job_type, j.status::text, j.attempt, j.max_attempts,
+                    j.progress, j.error, j.created_at, j.finished_at, j.run_at
+               from public.jobs j
+              where j.status = s.status
+                and j.created_at >= operator_jobs.since and j.created_at < operator_jobs.until
+                and (j.created_at, j.id) > (operator_jobs.after_at, operator_jobs.after_id)
+                and (operator_jobs.of_type is null or j.job_type = operator_jobs.of_type)
+                and (operator_jobs.of_user is null or j.user_id = operator_jobs.of_user)
+                and (operator_jobs.error_contains is null
+                     or strpos(lower(j.error), lower(operator_jobs.error_contains)) > 0)
+              order by j.created_at, j.id
+              limit page_size) p
+       order by p.created_at, p.id
+       limit page_size;
+  end if;
+end;
+$$;
 
 -- Which of the doorbell's Vault secrets exist, by name. Reads vault.secrets' names only: no
 -- secret is decrypted, so the dashboard's role can be told without being able to read them.
@@ -98,12 +173,20 @@ as $$
 $$;
 
 revoke execute on function
+  jobhook.operator_jobs(
+    public.job_status, text, uuid, timestamptz, timestamptz, text, timestamptz, uuid, boolean,
+    integer
+  ),
   jobhook.vault_secrets_present(),
   jobhook.signing_secret_accepted(text[]),
   jobhook.sweep_runs(integer),
   jobhook.sweep_scheduled()
 from public;
 grant execute on function
+  jobhook.operator_jobs(
+    public.job_status, text, uuid, timestamptz, timestamptz, text, timestamptz, uuid, boolean,
+    integer
+  ),
   jobhook.vault_secrets_present(),
   jobhook.signing_secret_accepted(text[]),
   jobhook.sweep_runs(integer),
