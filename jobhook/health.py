@@ -179,7 +179,7 @@ def judge(facts: dict[str, Any]) -> list[Check]:
         _queue_triggers(facts["foreign_queue_triggers"]),
         _signing_secret(facts["signing_secret_accepted"]),
         _replies(facts["replies"], facts["failed_replies"], facts["timed_out_replies"],
-                 facts["last_error"]),
+                 facts["latest_failed"], facts["last_error"]),
         _queue(facts["queued_doorbells"]),
         _sweep(facts),
         _job_types(facts["unhandled_job_types"]),
@@ -263,7 +263,9 @@ def _signing_secret(accepted: bool | None) -> Check:
     )
 
 
-def _replies(total: int, failed: int, timed_out: int, last_error: str | None) -> Check:
+def _replies(
+    total: int, failed: int, timed_out: int, latest_failed: int, last_error: str | None
+) -> Check:
     minutes = WINDOW_SECONDS // 60
     if failed == 0:
         return Check("pg_net", Severity.OK, f"{total} doorbell(s) answered in {minutes} min")
@@ -275,8 +277,8 @@ def _replies(total: int, failed: int, timed_out: int, last_error: str | None) ->
         "check that jobhook_webhook_url in Vault reaches this app's /webhooks/jobs, and that the "
         "app is up; a cold start longer than dispatch_timeout_ms times out (jobhook.settings)"
     )
-    # A few timeouts among many answers are cold starts; most failing is an endpoint down.
-    severity = Severity.FAULT if failed * 2 > total else Severity.WARNING
+    # A timeout among answers is a cold start; the latest three failing is an endpoint down.
+    severity = Severity.FAULT if latest_failed >= min(3, total) else Severity.WARNING
     return Check("pg_net", severity, found, fix)
 
 

@@ -38,15 +38,20 @@ def throughput(per_minute: list[dict[str, Any]]) -> list[Bar]:
     return bars
 
 
-def latency(per_minute: list[dict[str, Any]], key: str) -> str:
-    """The polyline of one percentile of insert-to-start latency, scaled to the highest p95."""
+def latency(per_minute: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
+    """The points of one percentile of insert-to-start latency, scaled to the highest p95
+    (minutes in which nothing finished have none)."""
     top = max([m["p95"] or 0 for m in per_minute] + [0.001])
     step = WIDTH / max(len(per_minute), 1)
-    return " ".join(
-        f"{i * step + step / 2:.1f},{HEIGHT - HEIGHT * (m[key] or 0) / top:.1f}"
+    return [
+        (round(i * step + step / 2, 1), round(HEIGHT - (HEIGHT - 4) * m[key] / top, 1))
         for i, m in enumerate(per_minute)
         if m[key] is not None
-    )
+    ]
+
+
+def polyline(points: list[tuple[float, float]]) -> str:
+    return " ".join(f"{x},{y}" for x, y in points)
 
 
 def seconds(value: float | None) -> str:

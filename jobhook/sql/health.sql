@@ -30,6 +30,11 @@ select
   (select count(*)::int from net.http_request_queue) as queued_doorbells,
   replies.total as replies, replies.failed as failed_replies, replies.timed_out as timed_out_replies,
   replies.last_error,
+  (select count(*) filter (where l.timed_out or l.error_msg is not null
+                              or l.status_code is null or l.status_code >= 400)::int
+     from (select r.timed_out, r.error_msg, r.status_code from net._http_response r
+            where r.created > now() - make_interval(secs => %(window_seconds)s)
+            order by r.created desc limit 3) l) as latest_failed,
   jobhook.sweep_scheduled() as sweep_scheduled,
   sweeps.runs as sweep_runs, sweeps.failed as failed_sweeps, sweeps.last_run_at,
   sweeps.last_failure,
