@@ -219,7 +219,8 @@ def test_jobs_appear_and_finish_without_a_reload(
     wait_until(browser, lambda d: d.find_elements(By.ID, "running"), "the overview")
     cookie = browser.get_cookie("jobhook_session")
     assert cookie is not None
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Strict"
     browser.get(url(stack, "/dashboard/jobs"))
     # Set on this page's window: still there later means the page was never reloaded.
     browser.execute_script("window.notReloaded = true")
