@@ -19,7 +19,7 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from jobhook import vault
+from jobhook import alerts, vault
 from jobhook.config import Settings
 from jobhook.doorbell import Verifier
 from jobhook.executor import Executor, LocalExecutor
@@ -195,6 +195,8 @@ class Runtime:
             asyncio.create_task(self._tick()),
             asyncio.create_task(self._renew_job_types()),
         ]
+        if self.settings.alert_webhook_url:
+            self._tasks.append(asyncio.create_task(alerts.watch(self.store, self.settings)))
         try:
             yield self
         finally:

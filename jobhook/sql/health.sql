@@ -58,3 +58,36 @@ select
                (array_agg(s.return_message order by s.runid desc)
                   filter (where s.status = 'failed'))[1] as last_failure
           from jobhook.sweep_runs(%(sweep_runs)s) s) sweeps;
+
+-- name: alert_facts
+-- What jobhook.alerts watches, since its last look (`since`): jobs that failed for good (through
+-- jobs_finished_idx), the sweep's failed runs, pg_net's failed replies, and the oldest due job.
+set local role jobhook_operator;
+select
+  (select count(*)::int from public.jobs j
+    where j.status in ('completed', 'failed', 'cancelled') and j.finished_at > %(since)s
+      and j.status = 'failed') as failed_jobs,
+  (select coalesce(jsonb_agg(jsonb_build_object('id', f.id, 'job_type', f.job_type,
+                                                'error', left(f.error, 200))), '[]')
+     from (select j.id, j.job_type, j.error from public.jobs j
+            where j.status in ('completed', 'failed', 'cancelled') and j.finished_at > %(since)s
+              and j.status = 'failed'
+            order by j.finished_at desc limit 5) f) as failed_sample,
+  (select count(*)::int from jobhook.sweep_runs(10) s
+    where s.status = 'failed' and s.start_time > %(since)s) as failed_sweeps,
+  (select max(s.return_message) from jobhook.sweep_runs(10) s
+    where s.status = 'failed' and s.start_time > %(since)s) as sweep_error,
+  (select count(*)::int from net._http_response r
+    where r.created > %(since)s
+      and (r.timed_out or r.error_msg is not null or r.status_code is null
+           or r.status_code >= 400)) as failed_replies,
+  (select jsonb_build_object('id', j.id, 'job_type', j.job_type,
+                             'waiting_seconds', extract(epoch from now() - j.run_at))
+     from public.jobs j
+    where j.status = 'pending' and j.run_at <= now() and j.cancel_requested_at is null
+    order by j.run_at limit 1) as oldest_due,
+  now() as checked_at;
+
+-- name: take_alert_turn
+set local role jobhook_operator;
+select jobhook.take_alert_turn(%(kind)s, %(every_seconds)s) as turn;
