@@ -33,6 +33,7 @@ from functions.deps import RuntimeDep
 from functions.health import app_health
 from jobhook.jobs import JobStatus
 from jobhook.runtime import Runtime
+from jobhook.store import Store
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -67,6 +68,12 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+
+def reads(runtime: Runtime) -> Store:
+    """The dashboard's queries go through the API's pool: an open page polling cannot take
+    the connections the runner claims and heartbeats with."""
+    return Store(runtime.api_pool, runtime.store.limits)
 
 
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -146,7 +153,7 @@ async def overview_fragment(
 
 
 async def _overview(runtime: Runtime) -> dict[str, Any]:
-    [row] = await runtime.store.fetch("dashboard_overview", {})
+    [row] = await reads(runtime).fetch("dashboard_overview", {})
     statuses = [s.value for s in JobStatus]
     table: dict[str, dict[str, int]] = {}
     for count in row["counts"]:
@@ -163,25 +170,26 @@ async def _overview(runtime: Runtime) -> dict[str, Any]:
 async def jobs(
     request: Request, operator: CurrentOperator, runtime: RuntimeDep, chosen: Filter
 ) -> Response:
-    return page(request, "jobs.html", operator=operator, **await _jobs(runtime, chosen))
+    types = [row["name"] for row in await reads(runtime).fetch("dashboard_job_types", {})]
+    listed = await _jobs(runtime, chosen)
+    return page(request, "jobs.html", operator=operator, job_types=types, **listed)
 
 
 @router.get("/fragments/jobs")
 async def jobs_fragment(
     request: Request, operator: CurrentOperator, runtime: RuntimeDep, chosen: Filter
 ) -> Response:
+    # The list alone: one round trip per refresh (the filter form is not refreshed).
     return page(request, "_jobs.html", operator=operator, **await _jobs(runtime, chosen))
 
 
 async def _jobs(runtime: Runtime, chosen: JobFilter) -> dict[str, Any]:
     now = datetime.now(UTC)
-    rows = await runtime.store.fetch("dashboard_jobs", chosen.params(now))
-    types = [row["name"] for row in await runtime.store.fetch("dashboard_job_types", {})]
+    rows = await reads(runtime).fetch("dashboard_jobs", chosen.params(now))
     since, until = chosen.range(now)
     return {
         "f": chosen,
         "rows": rows,
-        "job_types": types,
         "statuses": [s.value for s in JobStatus],
         "since": since,
         "until": until,
@@ -212,7 +220,7 @@ async def job_fragment(
 
 
 async def _job(runtime: Runtime, job_id: UUID) -> dict[str, Any] | None:
-    rows = await runtime.store.fetch("dashboard_job", {"id": job_id})
+    rows = await reads(runtime).fetch("dashboard_job", {"id": job_id})
     return rows[0] if rows else None
 
 
@@ -287,13 +295,13 @@ async def _selection(
         return [], f"{action} by filter needs the status filter set to {names}"
     newest = chosen.without_cursor().model_copy(update={"order": "newest"})
     params = newest.params(datetime.now(UTC), limit=BULK_LIMIT)
-    rows = await runtime.store.fetch("dashboard_selection", params)
+    rows = await reads(runtime).fetch("dashboard_selection", params)
     return [row["id"] for row in rows], None
 
 
 async def _act(runtime: Runtime, operator: Operator, action: str, ids: list[UUID]) -> int:
     name = "dashboard_retry" if action == "retry" else "dashboard_cancel"
-    rows = await runtime.store.fetch(name, {"ids": ids, "actor": operator.actor})
+    rows = await reads(runtime).fetch(name, {"ids": ids, "actor": operator.actor})
     log.info(
         "dashboard action",
         actor=operator.actor,
@@ -327,6 +335,6 @@ async def _health(runtime: Runtime, authenticator: Authenticator) -> dict[str, A
     sweeps: list[dict[str, Any]] = []
     replies: list[dict[str, Any]] = []
     if report.facts:
-        sweeps = await runtime.store.fetch("dashboard_sweeps", {})
-        replies = await runtime.store.fetch("dashboard_recent_replies", {})
+        sweeps = await reads(runtime).fetch("dashboard_sweeps", {})
+        replies = await reads(runtime).fetch("dashboard_recent_replies", {})
     return {"report": report, "sweeps": sweeps, "replies": replies}
