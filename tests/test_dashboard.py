@@ -146,10 +146,48 @@ async def test_bulk_retry_confirms_how_many_then_retries_them(
             data={"csrf": csrf_of(confirm.text), "action": "retry"},
         )
         assert done.status_code == 303
-        assert "retry%3A+3+of+3" in done.headers["location"]
+        shown = await client.get(done.headers["location"])
+        assert '<div class="notice" id="notice">retry: 3 of 3 job(s)</div>' in shown.text
+        # The message was for that one page; a link cannot put one there either.
+        again = await client.get("/dashboard/jobs", params={"notice": "paste your key at evil"})
+        assert "evil" not in again.text
     for job_id in ids:
         row = await wait_for_job(committed.url, job_id, lambda r: r["attempt"] == 2)
         assert row["max_attempts"] == 3
+
+
+@pytest.mark.commits
+async def test_bulk_cancel_of_waiting_jobs(api_server: AppFactory, committed: Stack) -> None:
+    served = await api_server(JOBHOOK_API_KEY=API_KEY)
+    ids = [
+        insert_job(committed.url, "sample_task", run_at_sql="now() + interval '1 hour'")
+        for _ in range(2)
+    ]
+    async with signed_in(served) as client:
+        confirm = await client.get(
+            "/dashboard/bulk", params={"action": "cancel", "status": "pending"}
+        )
+        assert "This will cancel <strong>2</strong> job(s)" in confirm.text
+        await client.post(
+            "/dashboard/bulk?status=pending",
+            data={"csrf": csrf_of(confirm.text), "action": "cancel"},
+        )
+    for job_id in ids:
+        row = await wait_for_job(committed.url, job_id, finished)
+        assert row["status"] == "cancelled"
+
+
+@pytest.mark.commits
+async def test_sign_in_from_another_site_is_refused(api_server: AppFactory) -> None:
+    served = await api_server(JOBHOOK_API_KEY=API_KEY)
+    async with httpx.AsyncClient(base_url=served.url) as client:
+        reply = await client.post(
+            "/dashboard/login",
+            data={"credential": API_KEY},
+            headers={"Origin": "https://evil.example"},
+        )
+    assert reply.status_code == 403
+    assert "jobhook_session" not in reply.headers.get("set-cookie", "")
 
 
 def test_retry_raises_the_budget_clears_the_cancel_and_holds_the_fence(db: Conn) -> None:

@@ -28,6 +28,7 @@ from functions.dashboard.session import (
     SessionsDep,
     SignInRefused,
     csrf_holds,
+    same_origin,
 )
 from functions.deps import RuntimeDep
 from functions.health import app_health
@@ -39,6 +40,7 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["charts"] = charts
 templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, default=str)
+NOTICE = "jobhook_notice"
 STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 # The most jobs one bulk action touches (jobhook.retry and cancel_for_operator take 1000).
 BULK_LIMIT = 1000
@@ -77,8 +79,23 @@ def reads(runtime: Runtime) -> Store:
 
 
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    notice = request.cookies.get(NOTICE) if "fragments" not in request.url.path else None
+    response = templates.TemplateResponse(
+        request, name, {"notice": notice, **context}, status_code=status_code
+    )
     response.headers.update(HEADERS)
+    if notice is not None:
+        response.delete_cookie(NOTICE, path="/dashboard")
+    return response
+
+
+def after_action(location: str, notice: str) -> Response:
+    """Back to a page that says what the action did. The message travels in a short-lived
+    cookie, not the URL, so no link from elsewhere can make the dashboard say anything."""
+    response = RedirectResponse(location, status_code=303)
+    response.set_cookie(
+        NOTICE, notice[:300], max_age=60, path="/dashboard", httponly=True, samesite="strict"
+    )
     return response
 
 
@@ -103,6 +120,8 @@ async def login(
     authenticator: AuthenticatorDep,
     credential: Annotated[str, Form(max_length=16_384)] = "",
 ) -> Response:
+    if not same_origin(request):
+        return page(request, "login.html", status_code=403, error="sign in from this page")
     try:
         operator = await sessions.sign_in(credential, authenticator)
     except SignInRefused as exc:
@@ -241,7 +260,7 @@ async def act_on_job(
         return Response(status_code=404)
     done = await _act(runtime, operator, action, [job_id])
     notice = f"{action}: {'done' if done else 'nothing to do (the job is not in a state for it)'}"
-    return RedirectResponse(f"/dashboard/jobs/{job_id}?notice={notice}", status_code=303)
+    return after_action(f"/dashboard/jobs/{job_id}", notice)
 
 
 @router.get("/bulk")
@@ -278,12 +297,10 @@ async def bulk(
     refuse_forgery(request, operator, csrf)
     ids, problem = await _selection(runtime, chosen, action)
     if problem is not None:
-        return RedirectResponse(f"/dashboard/jobs?{chosen.query(notice=problem)}", status_code=303)
+        return after_action(f"/dashboard/jobs?{chosen.query()}", problem)
     done = await _act(runtime, operator, action, ids)
     notice = f"{action}: {done} of {len(ids)} job(s)"
-    return RedirectResponse(
-        f"/dashboard/jobs?{chosen.without_cursor().query(notice=notice)}", status_code=303
-    )
+    return after_action(f"/dashboard/jobs?{chosen.without_cursor().query()}", notice)
 
 
 async def _selection(
