@@ -81,8 +81,9 @@ def test_a_sound_set_up_has_no_fault(doctor: CliRunner) -> None:
 def test_each_fault_is_named_with_its_fix(doctor: CliRunner, committed: Stack, fault: str) -> None:
     inject, take_back, expected = FAULTS[fault]
     with psycopg.connect(committed.url, autocommit=True) as conn:
+        # The whole row, to put back as it was (statements included: the CLI reads them).
         removed = conn.execute(
-            "select version, name from supabase_migrations.schema_migrations"
+            "select version, name, statements from supabase_migrations.schema_migrations"
             " order by version desc limit 1"
         ).fetchone()
         conn.execute(inject)
@@ -93,8 +94,8 @@ def test_each_fault_is_named_with_its_fix(doctor: CliRunner, committed: Stack, f
                 conn.execute(take_back)
             if fault == "migrations" and removed is not None:
                 conn.execute(
-                    "insert into supabase_migrations.schema_migrations (version, name)"
-                    " values (%s, %s)",
+                    "insert into supabase_migrations.schema_migrations (version, name, statements)"
+                    " values (%s, %s, %s)",
                     removed,
                 )
     assert result.exit_code == 1, result.output
