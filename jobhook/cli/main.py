@@ -394,5 +394,7 @@ def _print_outcome(row: dict[str, Any]) -> None:
         err.print(f"[red]{row['status']}[/]: {row['error']}")
 
 
+from jobhook.cli import doctor  # noqa: E402, F401  (defines `jobhook doctor` on app)
+
 if __name__ == "__main__":
     app()
