@@ -115,5 +115,7 @@ async def test_a_webhook_url_pg_net_would_refuse_is_named_without_the_url(
         "jobhook_webhook_url cannot be used: it must start with http:// or https://;"
         " jobs cannot be dispatched"
     )
-    assert "secret-host" not in check.found and "vault.update_secret" in (check.fix or "")
-    assert report.not_ready is not None and report.not_ready.startswith(check.found)
+    assert "secret-host" not in check.found
+    assert "vault.update_secret" in (check.fix or "")
+    assert report.not_ready is not None
+    assert report.not_ready.startswith(check.found)
