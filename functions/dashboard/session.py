@@ -26,6 +26,7 @@ from starlette.responses import Response
 from functions.auth import Authenticator
 from functions.errors import ApiError
 from jobhook.config import Settings
+from jobhook.jobs import ClientError
 
 COOKIE = "jobhook_session"
 PATH = "/dashboard"
@@ -34,8 +35,11 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 MAX_CREDENTIAL = 16_384
 
 
-class SignInRefused(Exception):
+class SignInRefused(ClientError):
     """The credential is not an operator's; the message says why."""
+
+    status = 401
+    code = "sign_in_refused"
 
 
 @dataclass(frozen=True)
@@ -140,8 +144,11 @@ def is_loopback(request: Request) -> bool:
     return (request.url.hostname or "") in LOOPBACK
 
 
-class NotSignedIn(Exception):
+class NotSignedIn(ClientError):
     """No valid session: pages send the browser to the sign-in form, fragments answer 401."""
+
+    status = 401
+    code = "not_signed_in"
 
 
 async def get_sessions(request: Request) -> Sessions:

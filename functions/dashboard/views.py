@@ -32,7 +32,7 @@ from functions.dashboard.session import (
 )
 from functions.deps import RuntimeDep
 from functions.health import app_health
-from jobhook.jobs import JobStatus
+from jobhook.jobs import ClientError, JobStatus
 from jobhook.runtime import Runtime
 from jobhook.store import Store
 
@@ -152,8 +152,11 @@ def refuse_forgery(request: Request, operator: Operator, csrf: str | None) -> No
         raise Forged()
 
 
-class Forged(Exception):
+class Forged(ClientError):
     """An action without this session's CSRF token, or from another origin."""
+
+    status = 403
+    code = "forged_request"
 
 
 # -- overview -----------------------------------------------------------------------------------
