@@ -68,7 +68,7 @@ class Subscription:
     socket: web.WebSocketResponse
     topic: str
     join_ref: str
-    user_id: str
+    user_id: str | None  # None: the anon key's subscription, which sees no one's rows
     bindings: list[dict[str, Any]]
 
 
@@ -86,6 +86,7 @@ class Supabase:
     subscriptions: list[Subscription] = field(default_factory=list)
     _refusing: bool = False
     _disconnected: bool = False
+    _closing: set[asyncio.Task[bool]] = field(default_factory=set)
     _binding_ids: Iterator[int] = field(default_factory=lambda: iter(range(1, 10**6)))
 
     @contextlib.asynccontextmanager
@@ -200,10 +201,18 @@ class Supabase:
                     for wanted in payload["config"]["postgres_changes"]
                 ]
                 self.subscriptions.append(
-                    Subscription(socket, topic, join_ref, claims["sub"], bindings)
+                    Subscription(socket, topic, join_ref, claims.get("sub"), bindings)
                 )
                 self.log.append(("join", time.monotonic()))
                 reply = {"postgres_changes": bindings}
+            elif event == "access_token":
+                # supabase-js joins with the anon key first when the user's token comes from
+                # an async callback, then sends the token: Realtime switches to it.
+                user = _verify(payload["access_token"]).get("sub")
+                for sub in self.subscriptions:
+                    if sub.socket is socket and sub.topic == topic:
+                        sub.user_id = user
+                continue
             elif event == "phx_leave":
                 self.subscriptions = [s for s in self.subscriptions if s.topic != topic]
             await socket.send_str(
@@ -269,13 +278,15 @@ class Supabase:
                 and record["status"] == "processing"
             ):
                 self._disconnected = self._refusing = True
+                # Closed aside: a close waits for the client's answer, and the changes that
+                # follow must not wait for it.
                 for open_socket in {s.socket for s in self.subscriptions}:
-                    await open_socket.close()
+                    self._closing.add(asyncio.create_task(open_socket.close()))
 
 
 def _verify(token: str) -> dict[str, Any]:
     claims: dict[str, Any] = jwt.decode(
-        token, LOCAL_JWT_SECRET, algorithms=["HS256"], audience="authenticated"
+        token, LOCAL_JWT_SECRET, algorithms=["HS256"], options={"verify_aud": False}
     )
     return claims
 
@@ -338,6 +349,7 @@ async def run_watch(driver: Path, url: str, job: dict[str, Any], poll_ms: int) -
         "--no-warnings",
         str(driver),
         url,
+        ANON_KEY,
         user_token(DEMO_USER),
         json.dumps(job),
         str(poll_ms),
@@ -346,14 +358,21 @@ async def run_watch(driver: Path, url: str, job: dict[str, Any], poll_ms: int) -
     )
     try:
         stdout, stderr = await asyncio.wait_for(node.communicate(), 30)
-    finally:
-        if node.returncode is None:
-            node.kill()
+    except TimeoutError:
+        node.kill()
+        stdout, stderr = await node.communicate()
+        pytest.fail(f"watch did not finish in 30 s: {stdout.decode()} {stderr.decode()}")
     lines = [json.loads(line) for line in stdout.decode().splitlines() if line.strip()]
     assert node.returncode == 0, (lines, stderr.decode())
     return lines
 
 
+# The anon key as the supabase CLI's local project issues it: a JWT with role anon, no user.
+ANON_KEY = jwt.encode(
+    {"iss": "supabase-demo", "role": "anon", "exp": int(time.time()) + 86400},
+    LOCAL_JWT_SECRET,
+    algorithm="HS256",
+)
 SHORT_JOB = {"job_type": "sample_task", "payload": {"steps": 2, "step_seconds": 0.2, "result": 7}}
 
 
@@ -408,3 +427,53 @@ async def test_after_a_reconnect_watch_reads_what_it_missed(
     assert steps.count("join") == 2, steps
     assert steps[-1] == "GET", steps  # the read on the rejoin
     assert "completed" not in {record["status"] for record in supabase.sent}
+
+
+def readme_snippet() -> str:
+    """The README's first supabase-js example: subscribe, insert, follow."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## From the browser (supabase-js)") :]
+    return section.split("```js\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_readmes_snippet_runs_and_sees_its_job_complete(
+    committed: Stack, app_stack: Served, notified_changes: None, driver: Path
+) -> None:
+    script = driver.parent / "readme_snippet.mjs"
+    script.write_text(
+        "import { createClient } from '@supabase/supabase-js'\n"
+        "const [url, anonKey, token] = process.argv.slice(2)\n"
+        "const supabase = createClient(url, anonKey, { accessToken: async () => token })\n"
+        # A signed-in app's client has handed Realtime the user's token long before it
+        # subscribes; a client made a moment ago has not yet (see watch in jobs.ts).
+        "await supabase.realtime.setAuth()\n"
+        "const log = console.log\n"
+        "console.log = (...values) => {\n"
+        "  log(JSON.stringify(values))\n"
+        "  if (values[0] === 'completed') process.exit(0)\n"
+        "}\n" + readme_snippet()
+    )
+    supabase = Supabase(committed.url)
+    async with supabase.serving() as url:
+        node = await asyncio.create_subprocess_exec(
+            "node",
+            "--experimental-websocket",
+            "--no-warnings",
+            str(script),
+            url,
+            ANON_KEY,
+            user_token(DEMO_USER),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(node.communicate(), 30)
+        finally:
+            if node.returncode is None:
+                node.kill()
+    lines = [json.loads(line) for line in stdout.decode().splitlines()]
+    assert node.returncode == 0, (lines, stderr.decode())
+    assert lines[-1][:2] == ["completed", 100], lines
+    assert lines[-1][3] == {"steps": 5, "attempt": 1, "result": None}
+    steps = [what for what, _ in supabase.log]
+    assert steps[:2] == ["join", "POST"], steps

@@ -2,7 +2,7 @@
 // supabase-js, against the loopback Supabase the test serves. Prints one JSON line per change
 // and one for the end.
 //
-//   node watch_driver.js <supabase url> <access token> <new job as JSON> <poll ms>
+//   node watch_driver.js <supabase url> <anon key> <access token> <new job as JSON> <poll ms>
 
 import { createClient } from '@supabase/supabase-js'
 import { watch, type JobTypeMap } from './jobs.js'
@@ -11,8 +11,8 @@ type SampleTypes = JobTypeMap & {
   sample_task: { params: { steps?: number; step_seconds?: number }; result: { steps: number } }
 }
 
-const [url = '', token = '', job = '{}', pollMs = '15000'] = process.argv.slice(2)
-const supabase = createClient(url, 'anon-key', {
+const [url = '', anonKey = '', token = '', job = '{}', pollMs = '15000'] = process.argv.slice(2)
+const supabase = createClient(url, anonKey, {
   accessToken: async () => token,
   realtime: { reconnectAfterMs: () => 200 },
 })

@@ -242,11 +242,21 @@ export function watch<Types extends JobTypeMap, T extends Name<Types> = Name<Typ
     }
     // Without a live subscription the reads still follow the job: start anyway, a little later.
     const fallback = setTimeout(() => void start(), subscribeTimeoutMs)
-    channel.subscribe((status) => {
-      if (status !== 'SUBSCRIBED') return
-      if (started) void read()  // a reconnect: what was sent meanwhile is lost, the row is not
-      else void start()
-    })
+    // supabase-js hands Realtime the user's token asynchronously (at once when the client has an
+    // `accessToken` callback, at sign-in otherwise): a channel joined before that joins with the
+    // anon key, and row-level security then sends it none of the user's rows. So the token
+    // goes first.
+    void Promise.resolve()
+      .then(() => supabase.realtime.setAuth())
+      .catch(() => undefined)  // the reads will still follow the job
+      .then(() => {
+        if (done) return
+        channel.subscribe((status) => {
+          if (status !== 'SUBSCRIBED') return
+          if (started) void read()  // a reconnect: what was sent meanwhile is lost, the row is not
+          else void start()
+        })
+      })
   })
 }
 
