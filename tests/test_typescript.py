@@ -85,8 +85,26 @@ def test_the_repos_types_and_the_helper_type_a_supabase_js_app(tsc: Path, tmp_pa
     handlers.load_all()
     (tmp_path / "jobhook-types.ts").write_text(typescript.render(registry))
     (tmp_path / "usage.ts").write_text(USAGE.read_text())
-    checked = compile_strict(tsc, tmp_path, ["usage.ts"])
+    (tmp_path / "readme.ts").write_text(readme_typescript())
+    checked = compile_strict(tsc, tmp_path, ["usage.ts", "readme.ts"])
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def readme_typescript() -> str:
+    """The README's TypeScript example, with the client it assumes and its imports pointed at
+    the helper and the generated types."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## From the browser (supabase-js)") :]
+    snippet = section.split("```ts\n", 1)[1].split("```", 1)[0]
+    snippet = snippet.replace("from './jobs'", "from 'jobhook-client'").replace(
+        "from './jobhook'", "from './jobhook-types'"
+    )
+    client = (
+        "import { createClient } from '@supabase/supabase-js'\n"
+        "import type { Database } from './jobhook-types'\n"
+        "const supabase = createClient<Database>('http://127.0.0.1:54321', 'anon-key')\n"
+    )
+    return client + snippet + "export {}\n"
 
 
 def test_without_the_column_grants_in_the_types_tsc_lets_user_id_through(
