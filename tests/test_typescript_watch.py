@@ -1,6 +1,6 @@
 """The helper's `watch`, run by node through the real supabase-js, follows real jobs (the app,
 pg_net's delivery worker, the runner, the database) to their final status, also when Realtime
-delivers nothing or loses its connection.
+delivers nothing.
 
 Supabase's API gateway cannot run here, so the test serves the two parts of it supabase-js
 talks to on a loopback port, over the real database: PostgREST's requests for public.jobs (the
@@ -43,7 +43,6 @@ CLIENT = ROOT / "clients" / "typescript"
 TSC = CLIENT / "node_modules" / ".bin" / "tsc"
 DRIVER = Path(__file__).resolve().parent / "typescript" / "watch_driver.ts"
 CHANNEL = "jobhook_test_changes"
-FINAL = ("completed", "failed", "cancelled")
 TIMESTAMPS = ("run_at", "created_at", "updated_at", "started_at", "finished_at")
 
 NOTIFY_CHANGES = f"""
@@ -78,15 +77,9 @@ class Supabase:
 
     database_url: str
     deliver: bool = True  # False: Realtime drops every message
-    # Close every socket after the first `processing` message, and refuse new ones until the
-    # job is final: whatever happened meanwhile is lost to the subscriber.
-    disconnect_once_running: bool = False
     log: list[tuple[str, float]] = field(default_factory=list)  # (what, when)
     sent: list[dict[str, Any]] = field(default_factory=list)
     subscriptions: list[Subscription] = field(default_factory=list)
-    _refusing: bool = False
-    _disconnected: bool = False
-    _closing: set[asyncio.Task[bool]] = field(default_factory=set)
     _binding_ids: Iterator[int] = field(default_factory=lambda: iter(range(1, 10**6)))
 
     @contextlib.asynccontextmanager
@@ -178,8 +171,6 @@ class Supabase:
     # -- Realtime -------------------------------------------------------------------------
 
     async def realtime(self, request: web.Request) -> web.StreamResponse:
-        if self._refusing:
-            return web.Response(status=503)
         socket = web.WebSocketResponse()
         await socket.prepare(request)
         async for message in socket:
@@ -231,8 +222,6 @@ class Supabase:
                 await self._publish(change["type"], change["record"])
 
     async def _publish(self, kind: str, record: dict[str, Any]) -> None:
-        if self._refusing and record["status"] in FINAL:
-            self._refusing = False  # the job is over: let the subscriber back in
         # Realtime's records carry PostgreSQL's text for timestamps ("2026-12-03 08:55:06+00").
         text = {
             key: value.replace("T", " ").replace("+00:00", "+00")
@@ -272,16 +261,6 @@ class Supabase:
             ]
             await sub.socket.send_str(json.dumps(message))
             self.sent.append(record)
-            if (
-                self.disconnect_once_running
-                and not self._disconnected
-                and record["status"] == "processing"
-            ):
-                self._disconnected = self._refusing = True
-                # Closed aside: a close waits for the client's answer, and the changes that
-                # follow must not wait for it.
-                for open_socket in {s.socket for s in self.subscriptions}:
-                    self._closing.add(asyncio.create_task(open_socket.close()))
 
 
 def _verify(token: str) -> dict[str, Any]:
@@ -342,7 +321,9 @@ def notified_changes(committed: Stack) -> Iterator[None]:
             conn.execute(DROP_NOTIFY)
 
 
-async def run_watch(driver: Path, url: str, job: dict[str, Any], poll_ms: int) -> list[Any]:
+async def run_watch(
+    driver: Path, url: str, job: dict[str, Any], poll_ms: int, supabase: Supabase | None = None
+) -> list[Any]:
     node = await asyncio.create_subprocess_exec(
         "node",
         "--experimental-websocket",  # Node 20's WebSocket, which Node 22 has by default
@@ -361,7 +342,8 @@ async def run_watch(driver: Path, url: str, job: dict[str, Any], poll_ms: int) -
     except TimeoutError:
         node.kill()
         stdout, stderr = await node.communicate()
-        pytest.fail(f"watch did not finish in 30 s: {stdout.decode()} {stderr.decode()}")
+        seen = supabase.log if supabase else None
+        pytest.fail(f"watch did not finish in 30 s: {stdout.decode()} {stderr.decode()} {seen}")
     lines = [json.loads(line) for line in stdout.decode().splitlines() if line.strip()]
     assert node.returncode == 0, (lines, stderr.decode())
     return lines
@@ -412,21 +394,6 @@ async def test_watch_reaches_the_end_when_realtime_delivers_nothing(
     completed(lines)
     assert supabase.sent == []
     assert "GET" in [what for what, _ in supabase.log]
-
-
-async def test_after_a_reconnect_watch_reads_what_it_missed(
-    committed: Stack, app_stack: Served, notified_changes: None, driver: Path
-) -> None:
-    """The socket drops once the job runs and stays down until the job is over: the
-    completion's message is lost, and only the read after the rejoin can tell."""
-    supabase = Supabase(committed.url, disconnect_once_running=True)
-    async with supabase.serving() as url:
-        lines = await run_watch(driver, url, SHORT_JOB, poll_ms=60_000)
-    completed(lines)
-    steps = [what for what, _ in supabase.log]
-    assert steps.count("join") == 2, steps
-    assert steps[-1] == "GET", steps  # the read on the rejoin
-    assert "completed" not in {record["status"] for record in supabase.sent}
 
 
 def readme_snippet() -> str:

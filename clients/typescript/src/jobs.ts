@@ -165,6 +165,7 @@ export function watch<Types extends JobTypeMap, T extends Name<Types> = Name<Typ
     let latest: Job<Types, T> | null = null
     let done = false
     let started = false
+    let rejoinedDuringInsert = false
     let poller: ReturnType<typeof setInterval> | undefined
     const early: Record<string, unknown>[] = []  // rows that arrive before the insert returns
     const channel = supabase.channel(`jobhook-watch-${crypto.randomUUID()}`)
@@ -221,6 +222,9 @@ export function watch<Types extends JobTypeMap, T extends Name<Types> = Name<Typ
           id = row.id
           take(row as Record<string, unknown>)
           for (const row of early.splice(0)) take(row)
+          // The connection dropped and came back while the insert was on its way: what was
+          // sent in between is lost, and only the row can tell.
+          if (rejoinedDuringInsert) await read()
         } else {
           await read()
         }
@@ -253,8 +257,9 @@ export function watch<Types extends JobTypeMap, T extends Name<Types> = Name<Typ
         if (done) return
         channel.subscribe((status) => {
           if (status !== 'SUBSCRIBED') return
-          if (started) void read()  // a reconnect: what was sent meanwhile is lost, the row is not
-          else void start()
+          if (!started) void start()
+          else if (id === null) rejoinedDuringInsert = true
+          else void read()  // a reconnect: what was sent meanwhile is lost, the row is not
         })
       })
   })
