@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import handlers
@@ -52,7 +53,9 @@ def create_app(
             app.state.runtime = runtime
             yield
 
-    app = FastAPI(
+    # /docs and /redoc serve Swagger UI's and ReDoc's files from the fastapi-offline package, not
+    # from a CDN: the docs work offline, behind a strict CSP, and on a machine with no internet.
+    app = FastAPIOffline(
         title="jobhook",
         summary="Background jobs as Postgres rows on Supabase, run on Modal.",
         description=DESCRIPTION,

@@ -83,6 +83,18 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         20, ge=0, le=3600, validation_alias="JOBHOOK_SHUTDOWN_GRACE_SECONDS"
     )
+    # Each progress write is a row update and a Realtime message per subscriber (100 messages/s
+    # per project on Supabase's free plan): at most one per this many seconds per job, and what
+    # is still waiting when the handler returns goes out with the outcome instead.
+    progress_interval_seconds: float = Field(
+        1.0, ge=0, le=60, validation_alias="JOBHOOK_PROGRESS_INTERVAL_SECONDS"
+    )
+    # A result over this many bytes of JSON fails its job. Realtime sends nothing but an error
+    # for a record over 1 MiB, and the row also holds the payload (jobhook.settings'
+    # max_payload_bytes, 64 KiB by default) and the errors.
+    max_result_bytes: int = Field(
+        262_144, ge=1024, le=10_485_760, validation_alias="JOBHOOK_MAX_RESULT_BYTES"
+    )
 
     # The dashboard: who may sign in with a Supabase access token (its app_metadata must hold
     # this key, set to true; app_metadata is written only by the project's service role), and

@@ -25,7 +25,7 @@ class JobContext:
     job: ClaimedJob
     # Set by the runner's heartbeat when the owner sets cancel_requested_at.
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
-    # Progress not yet written; the heartbeat writes the latest and drops the rest.
+    # Progress not yet written; the heartbeat writes the latest in its turn and drops the rest.
     # The latest message reported, written with the result even if its heartbeat was cut short.
     last_message: str | None = None
     _pending_progress: tuple[int, str | None] | None = None
@@ -69,7 +69,8 @@ class JobContext:
         """Report progress (0 to 100) and an optional message, visible on the row at once.
 
         Calls are coalesced: a handler may report as often as it likes, and the row receives the
-        latest value within milliseconds without one write per call.
+        latest value at most once per JOBHOOK_PROGRESS_INTERVAL_SECONDS (1 s by default); what
+        is still waiting when the handler returns is written with its outcome.
         """
         _check_percent(percent)
         self._set_progress(percent, message)

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from jobhook.context import JobContext
     from jobhook.store import Store
 
-# Progress is written at most this often; reports in between are coalesced to the latest.
-PROGRESS_INTERVAL_SECONDS = 0.05
+# Progress is written at most this often (JOBHOOK_PROGRESS_INTERVAL_SECONDS); reports in between
+# are coalesced to the latest.
+PROGRESS_INTERVAL_SECONDS = 1.0
 
 
 class Heartbeat:
@@ -31,6 +32,7 @@ class Heartbeat:
         ctx: JobContext,
         attempt_task: asyncio.Task[Any],
         timeout_seconds: float,
+        progress_interval: float = PROGRESS_INTERVAL_SECONDS,
     ) -> None:
         self.store = store
         self.ctx = ctx
@@ -43,6 +45,10 @@ class Heartbeat:
         self._armed = True
         lease = ctx.job.lease_expires_at - datetime.now(UTC)
         self.interval = max(1.0, lease.total_seconds() / 3)
+        # Never later than the lease needs: a write that carries progress extends it too.
+        self.progress_interval = min(progress_interval, self.interval)
+        # The claim has just written the row; the first progress write waits its turn from there.
+        self._written_at = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._loop = asyncio.get_running_loop()
@@ -92,12 +98,19 @@ class Heartbeat:
 
     async def _beat(self) -> None:
         ctx = self.ctx
-        last_beat = time.monotonic() - self.interval  # the first beat goes out at once
         while not self._stopped:
-            due_in = max(0.0, self.interval - (time.monotonic() - last_beat))
-            await ctx.wait_for_progress(due_in)
+            due_in = self.interval - (time.monotonic() - self._written_at)
+            if due_in > 0:
+                await ctx.wait_for_progress(due_in)
+                # Progress waits for its turn, taking the latest report when it comes. A handler
+                # that returns meanwhile stops this wait, and its outcome carries the progress
+                # (a completion sets 100 and the last message): one row update, one Realtime
+                # message per subscriber, instead of two a few milliseconds apart.
+                pace = self.progress_interval - (time.monotonic() - self._written_at)
+                if pace > 0:
+                    await asyncio.sleep(pace)
             progress = ctx.take_progress()
-            if progress is None and time.monotonic() - last_beat < self.interval:
+            if progress is None and time.monotonic() - self._written_at < self.interval:
                 continue
             percent, message = progress if progress is not None else (None, None)
             if message is not None:
@@ -110,7 +123,7 @@ class Heartbeat:
                 ctx.log.warning("heartbeat failed; retrying", error=str(exc))
                 await asyncio.sleep(min(1.0, self.interval))
                 continue
-            last_beat = time.monotonic()
+            self._written_at = time.monotonic()
             if beat is None:
                 ctx.log.warning("lease lost: another attempt owns the job now; stopping")
                 self.lost = True
@@ -120,4 +133,3 @@ class Heartbeat:
                 ctx.log.info("cancel requested by the owner; stopping the handler")
                 ctx.cancel_requested.set()
                 self._stop_the_attempt()
-            await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)

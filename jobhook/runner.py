@@ -45,6 +45,9 @@ WRITE_RETRY_SECONDS = 30.0
 RELEASE_REASON = "the runner shut down before the attempt finished"
 # What the job's owner reads when the handler raised anything but a JobError.
 UNEXPECTED = "the handler failed unexpectedly; the details are in the runner's logs"
+# The defaults of JOBHOOK_MAX_RESULT_BYTES and JOBHOOK_PROGRESS_INTERVAL_SECONDS (jobhook.config).
+MAX_RESULT_BYTES = 262_144
+PROGRESS_INTERVAL_SECONDS = 1.0
 
 
 class Outcome(StrEnum):
@@ -79,10 +82,15 @@ class Runner:
         registry: Registry,
         worker_id: str,
         on_retry: Callable[[], None] | None = None,
+        *,
+        progress_interval: float = PROGRESS_INTERVAL_SECONDS,
+        max_result_bytes: int = MAX_RESULT_BYTES,
     ) -> None:
         self.store = store
         self.registry = registry
         self.worker_id = worker_id
+        self.progress_interval = progress_interval
+        self.max_result_bytes = max_result_bytes
         # Told when an attempt goes back to pending, so whoever rings for due jobs looks again.
         self.on_retry = on_retry
         self.completions = Completions(store)
@@ -165,7 +173,9 @@ class Runner:
 
         attempt = asyncio.current_task()
         assert attempt is not None
-        heartbeat = Heartbeat(self.store, ctx, attempt, job_type.timeout_seconds)
+        heartbeat = Heartbeat(
+            self.store, ctx, attempt, job_type.timeout_seconds, self.progress_interval
+        )
         started = time.perf_counter()
         failure: tuple[str, bool, FailureKind] | None = None
         stopped = False  # the handler was stopped for its owner's cancel request, or a lost lease
@@ -237,7 +247,7 @@ class Runner:
         if ctx.cancelled:
             # The handler finished although the owner asked to cancel; its result stands.
             ctx.log.info("completed despite a cancel request")
-        payload, problem = storable(result)
+        payload, problem = storable(result, self.max_result_bytes)
         if problem is not None:
             return await self._fail(job, problem, retryable=False, kind=FailureKind.BAD_RESULT)
         try:
@@ -304,16 +314,24 @@ def failure_kind(exc: JobError) -> FailureKind:
         return FailureKind.ERROR
 
 
-def storable(result: Any) -> tuple[Any, str | None]:
+def storable(result: Any, max_bytes: int = MAX_RESULT_BYTES) -> tuple[Any, str | None]:
     """The result as JSON PostgreSQL will take, or why it cannot be: checked per job, so one
     bad result cannot fail the batch it would have been written with."""
     if result is None:
         return None, None  # most handlers return nothing
     try:
         payload = to_jsonable_python(result)
-        text = json.dumps(payload, allow_nan=False)
+        # Measured as the enqueue trigger measures a payload: the UTF-8 bytes of its JSON text,
+        # with jsonb's separators (", " and ": ", which are json.dumps' too).
+        text = json.dumps(payload, allow_nan=False, ensure_ascii=False)
+        size = len(text.encode())
     except (PydanticSerializationError, ValueError, TypeError) as exc:
         return None, f"the handler's result is not JSON: {exc}"
     if "\\u0000" in text:
         return None, "the handler's result holds a NUL character (\\u0000), which cannot be stored"
+    if size > max_bytes:
+        return None, (
+            f"the handler's result is {size} bytes, over the limit of {max_bytes} bytes"
+            " (JOBHOOK_MAX_RESULT_BYTES); store large output in Storage and return its path"
+        )
     return payload, None

@@ -222,7 +222,13 @@ def new_runner(settings: Settings, registry: Registry, *, min_connections: int) 
         max_size=settings.db_pool_size,
         limits=settings.limits,
     )
-    return Runner(store, registry, settings.worker_id or new_worker_id())
+    return Runner(
+        store,
+        registry,
+        settings.worker_id or new_worker_id(),
+        progress_interval=settings.progress_interval_seconds,
+        max_result_bytes=settings.max_result_bytes,
+    )
 
 
 def tune_garbage_collector() -> None:

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from jobhook import logs
+from jobhook.cli import typescript
 from jobhook.cli.watch import watch
 from jobhook.client import Caller, CannotCancel, EnqueueRefused, JobNotFound, JobsClient
 from jobhook.config import DEMO_USER_ID, get_settings
@@ -374,6 +375,9 @@ def sync_types() -> None:
         console.print(f"[green]synced[/] {job_type.name} (tier {job_type.tier})")
     for name in disabled:
         console.print(f"[yellow]disabled[/] {name} (no live deployment serves it)")
+
+
+types_app.command("ts")(typescript.types_ts)
 
 
 @types_app.command("list")

@@ -65,6 +65,11 @@ create table public.jobs (
 comment on table public.jobs is 'Background jobs. Insert a row to enqueue; watch it with Realtime.';
 comment on column public.jobs.errors is
   'One entry per failed attempt: {attempt, at, message, kind}. Append-only.';
+-- A client that sends user_id gets PostgreSQL's bare "permission denied for table jobs": column
+-- privileges are checked before any trigger could say more, so the column says it, in the
+-- description Supabase Studio and PostgREST's OpenAPI show.
+comment on column public.jobs.user_id is
+  'The owner, set from the caller''s token (auth.uid()). Clients must not send it: an insert or update naming it fails with "permission denied for table jobs" (42501).';
 comment on column public.jobs.cancel_requested_at is
   'Set it to cancel: a pending job is cancelled at once, a running job at its next heartbeat.';
 
