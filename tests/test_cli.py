@@ -61,12 +61,6 @@ def test_token_is_a_supabase_shaped_jwt(cli: CliRunner) -> None:
     assert claims["exp"] > time.time()
 
 
-def test_token_refuses_a_user_that_is_not_a_uuid(cli: CliRunner) -> None:
-    result = cli.invoke(app, ["token", "--user", "alice"])
-    assert result.exit_code == 2
-    assert "--user must be a UUID" in result.stderr
-
-
 def test_submit_show_list_cancel(cli: CliRunner) -> None:
     submitted = cli.invoke(app, ["submit", "sample_task", "--params", '{"steps": 2}'])
     assert submitted.exit_code == 0, submitted.output
@@ -134,17 +128,6 @@ def test_types_sync_and_sweep(cli: CliRunner, committed: Stack) -> None:
     swept = cli.invoke(app, ["sweep"])
     assert swept.exit_code == 0
     assert set(json.loads(swept.stdout)) >= {"rescued", "dispatched", "pruned"}
-
-
-def test_an_unreachable_database_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
-    from jobhook.config import get_settings
-
-    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres:postgres@127.0.0.1:{free_port()}/x")
-    get_settings.cache_clear()
-    result = CliRunner().invoke(app, ["jobs", "list"])
-    assert result.exit_code == 2
-    assert "cannot reach the database" in result.stderr
-    get_settings.cache_clear()
 
 
 # -- the dev stack as a process ------------------------------------------------------------------
