@@ -58,7 +58,7 @@ def test_the_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_a_record_left_by_a_dead_stack_is_ignored(tmp_path: Path) -> None:
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],  # noqa: S603
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     record(tmp_path, "postgresql://postgres:postgres@127.0.0.1:5/postgres", int(gone.stdout))
     assert recorded(tmp_path) is None

@@ -180,7 +180,9 @@ def test_vault_set_writes_the_url_and_a_fresh_secret(tmp_path: Path, committed: 
     with psycopg.connect(committed.url, autocommit=True) as conn:
         assert vault.read(conn, vault.WEBHOOK_URL) == url
         after = vault.read(conn, vault.WEBHOOK_SECRET)
-    assert after is not None and after.startswith("whsec_") and after != before
+    assert after is not None
+    assert after.startswith("whsec_")
+    assert after != before
     assert f"jobhook_webhook_secret = {after}" in result.stdout
     assert "keeps accepting the old one" in result.stdout
     assert "postgres:postgres@" not in result.stdout

@@ -39,7 +39,8 @@ async def test_runner_lines_carry_their_own_job_and_delivery(
     assert len(set(request_ids)) == 3, request_ids
     assert set(request_ids) <= {line["request_id"] for line in doorbells}
     delivery_ids = [finished_lines[job].get("delivery_id") for job in jobs]
-    assert all(delivery_ids) and len(set(delivery_ids)) == 3, delivery_ids
+    assert all(delivery_ids), delivery_ids
+    assert len(set(delivery_ids)) == 3, delivery_ids
     # No runner line of one job names another job's delivery.
     by_job: dict[str, set[str]] = {}
     for line in lines:

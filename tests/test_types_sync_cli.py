@@ -37,7 +37,8 @@ def test_sync_refuses_a_type_the_running_deployment_does_not_serve(
 ) -> None:
     handlers.load_all()
     local = sorted(t.name for t in registry)
-    assert "sample_task" in local and len(local) > 1
+    assert "sample_task" in local
+    assert len(local) > 1
     # The running deployment (a `make dev` started before the new handler existed) serves
     # sample_task only.
     serving(committed.url, ["sample_task"])
@@ -64,7 +65,8 @@ def test_sync_writes_quietly_what_the_running_deployment_serves(
     handlers.load_all()
     with psycopg.connect(committed.url, autocommit=True) as conn, conn.cursor() as cursor:
         cursor.executemany(
-            "insert into jobhook.job_types (name, served_until) values (%s, now() + interval '5 minutes')"
+            "insert into jobhook.job_types (name, served_until)"
+            " values (%s, now() + interval '5 minutes')"
             " on conflict (name) do update set served_until = excluded.served_until",
             [(t.name,) for t in registry],
         )
