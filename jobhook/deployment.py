@@ -50,7 +50,7 @@ class Deployment:
         path = env_file(env, project_dir)
         if not path.exists():
             return cls(env)
-        values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+        values = {k: v for k, v in dotenv_values(path).items() if v}
         return cls(env, values)
 
     def _name(self, key: str) -> str:

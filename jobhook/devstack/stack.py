@@ -193,7 +193,7 @@ def load_env_file(path: Path) -> dict[str, str]:
 
     if not path.exists():
         return {}
-    values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    values = {k: v for k, v in dotenv_values(path).items() if v}
     for key, value in values.items():
         os.environ.setdefault(key, value)
     return values
