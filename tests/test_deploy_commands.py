@@ -192,3 +192,40 @@ def test_vault_set_writes_the_url_and_a_fresh_secret(tmp_path: Path, committed: 
         data_dir=tmp_path,
     )  # fmt: skip
     assert "--webhook-url must be https://" in explained(refused)
+
+
+def test_env_example_documents_every_variable() -> None:
+    import re
+
+    from jobhook.config import Settings
+    from jobhook.deployment import DEPLOY_KEYS
+
+    documented = set(
+        re.findall(r"^#? ?([A-Z][A-Z0-9_]+)[= ]", (PROJECT_DIR / ".env.example").read_text(), re.M)
+    )
+    settings = {str(field.validation_alias) for field in Settings.model_fields.values()}
+    read_directly = {"SUPABASE_SERVICE_ROLE_KEY", "JOBHOOK_DATA_DIR", "JOBHOOK_PG_BIN"}
+    read_directly |= {"JOBHOOK_DEPLOY_DIR", "JOBHOOK_ENV"}
+    missing = (settings | DEPLOY_KEYS | read_directly) - documented
+    assert missing == set()
+
+
+def test_the_dev_stack_hands_dot_env_to_handlers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobhook.devstack.stack import load_env_file
+
+    dot_env = tmp_path / ".env"
+    dot_env.write_text("HANDLER_API_KEY=from-dot-env\nSHELL_WINS=from-dot-env\nBLANK=\n")
+    monkeypatch.setenv("SHELL_WINS", "from-the-shell")
+    monkeypatch.delenv("HANDLER_API_KEY", raising=False)
+    monkeypatch.delenv("BLANK", raising=False)
+    assert load_env_file(dot_env) == {
+        "HANDLER_API_KEY": "from-dot-env",
+        "SHELL_WINS": "from-dot-env",
+    }
+    assert os.environ["HANDLER_API_KEY"] == "from-dot-env"
+    assert os.environ["SHELL_WINS"] == "from-the-shell"
+    assert "BLANK" not in os.environ
+    monkeypatch.delenv("HANDLER_API_KEY")
+    assert load_env_file(tmp_path / "absent.env") == {}
