@@ -27,12 +27,19 @@ import modal
 from fastapi import FastAPI
 
 import handlers
-from jobhook.deployment import Deployment
+from jobhook.deployment import DEPLOY_KEYS, Deployment
 from jobhook.registry import registry
 
 handlers.load_all()
 
-DEPLOYMENT = Deployment.read(os.environ.get("JOBHOOK_ENV") or None)
+ENV = os.environ.get("JOBHOOK_ENV") or None
+# Deploying (local): the environment's file. In a container the file is not there; the image
+# carries the values it was deployed with (below), so the container defines the same app.
+DEPLOYMENT = (
+    Deployment.read(ENV)
+    if modal.is_local()
+    else Deployment(ENV, {key: os.environ[key] for key in DEPLOY_KEYS if os.environ.get(key)})
+)
 APP_NAME = DEPLOYMENT.app_name
 GPU = DEPLOYMENT.gpu
 # Job timeouts are enforced by the runner; the function's own timeout only has to outlast the
@@ -57,6 +64,11 @@ image = (
     modal.Image.debian_slim(python_version="3.11")
     # Production dependencies only: the dev stack's and the CLI's are the dev group's.
     .uv_sync(frozen=True, extra_options="--no-dev")
+    # What the container needs to define the same functions as the deployer did.
+    .env(
+        {"JOBHOOK_ENV": ENV or ""}
+        | {k: v for k, v in DEPLOYMENT.values.items() if k in DEPLOY_KEYS}
+    )
     # The packages carry SQL files (named queries) beside the Python modules.
     .add_local_python_source("jobhook", "functions", "handlers", ignore=not_shipped)
 )

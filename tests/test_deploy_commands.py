@@ -142,6 +142,12 @@ def test_modal_app_takes_its_tiers_from_the_environments_file(deploy_dir: Path) 
         "jobhook-prod", "A100", 3, 2, "jobhook-prod",
     ]  # fmt: skip
     assert settings(JOBHOOK_GPU="H100") == ["jobhook", "T4", 10, 2, "jobhook"]
+    # In a container the file is absent: the values the image was deployed with stand.
+    baked = {"JOBHOOK_ENV": "prod", "JOBHOOK_GPU": "A100", "JOBHOOK_RUNNER_CONTAINERS": "3"}
+    probe = "import modal; modal.is_local = lambda: False\n" + probe
+    assert settings(**baked, JOBHOOK_DEPLOY_DIR="/nonexistent") == [
+        "jobhook-prod", "A100", 3, 2, "jobhook-prod",
+    ]  # fmt: skip
 
 
 def test_every_modal_function_has_max_containers() -> None:
