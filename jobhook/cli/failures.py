@@ -8,6 +8,7 @@ from psycopg import errors as pg_errors
 from pydantic import ValidationError
 
 from jobhook.devstack.cluster import ClusterError
+from jobhook.devstack.stack import PortTaken
 
 
 class CliError(Exception):
@@ -25,6 +26,9 @@ def explain(exc: BaseException, database: str | None) -> CliError | None:
     where = f" at {database}" if database else ""
     if isinstance(exc, CliError):
         return exc
+    if isinstance(exc, PortTaken):
+        problem, fix = str(exc).split("\n", 1)
+        return CliError(problem, fix)
     if isinstance(exc, ClusterError):
         return CliError(str(exc).splitlines()[0], _rest(str(exc)))
     if isinstance(exc, pg_errors.InvalidSchemaName | pg_errors.UndefinedTable):

@@ -169,6 +169,7 @@ def dev(
             console.print(f"  app       {served.url}  (docs at {served.url}/docs)")
             console.print(f"  webhook   {stack.webhook_url}")
             console.print(f"  demo user {DEMO_USER_ID}  (jobhook token --user {DEMO_USER_ID})")
+            console.print(f"  recorded  {stack.record_path}  (submit, jobs, types, sweep use it)")
             await asyncio.Event().wait()
 
     _run(_until_signal(main()))

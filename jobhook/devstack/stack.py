@@ -39,9 +39,11 @@ class PortTaken(ClusterError):
 
     def __init__(self, what: str, port: int, option: str) -> None:
         self.port = port
+        variable = option.removeprefix("--").upper().replace("-", "_")
         super().__init__(
-            f"port {port} ({what}) is taken by another process; choose another port with "
-            f"{option}=... (make dev {option.removeprefix('--').upper().replace('-', '_')}=...)"
+            f"port {port} ({what}) is taken by another process "
+            f"(`ss -ltnp 'sport = :{port}'` shows which)\n"
+            f"choose another: `make dev {variable}=<port>` (or make demo), or `{option} <port>`"
         )
 
 
