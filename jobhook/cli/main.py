@@ -349,8 +349,14 @@ def list_jobs(
 
 
 @jobs_app.command("show")
-def show_job(job_id: UUID, user: UserOption = DEMO_USER_ID, as_json: JsonOption = True) -> None:
-    """One job, every column (JSON)."""
+def show_job(
+    job_id: UUID,
+    user: UserOption = DEMO_USER_ID,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="accepted for scripts: show always prints JSON")
+    ] = False,
+) -> None:
+    """One job, every column, as JSON."""
 
     async def main() -> int:
         async with _client() as client:
