@@ -30,6 +30,14 @@ def failed_job(url: str) -> UUID:
     return job_id
 
 
+def is_job_line(line: str) -> bool:
+    try:
+        UUID(line.split()[0])
+    except (ValueError, IndexError):
+        return False  # the footer ("2 of 2") or a job's error line
+    return True
+
+
 def test_jobs_list_fits_80_columns_with_whole_ids(tmp_path: Path, committed: Stack) -> None:
     pending = insert_job(committed.url, "sample_task", {"steps": 2})
     failed = failed_job(committed.url)
@@ -38,7 +46,7 @@ def test_jobs_list_fits_80_columns_with_whole_ids(tmp_path: Path, committed: Sta
     lines = listed.stdout.splitlines()
     assert all(len(line) <= 80 for line in lines), lines
     assert lines[0].split() == ["id", "type", "status", "done", "try", "age"]
-    by_id = {line.split()[0]: line.split() for line in lines[1:] if line[:1] not in " 0"}
+    by_id = {line.split()[0]: line.split() for line in lines[1:] if is_job_line(line)}
     assert by_id[str(pending)][1:5] == ["sample_task", "pending", "0%", "0"]
     assert by_id[str(failed)][1:5] == ["one_shot", "failed", "0%", "1"]
     assert f"  error: {ERROR}" in lines
