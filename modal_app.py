@@ -80,11 +80,11 @@ def tier_timeout(tier: str) -> int:
     return min(max(timeouts, default=300) + MARGIN_SECONDS, 24 * 3600)
 
 
-async def _run(job_ids: list[str]) -> list[str]:
+async def _run(job_ids: list[str], tier: str) -> list[str]:
     from jobhook.config import Settings
     from jobhook.worker import run_jobs
 
-    return [outcome.value for outcome in await run_jobs(job_ids, registry, Settings())]
+    return [outcome.value for outcome in await run_jobs(job_ids, registry, Settings(), tier)]
 
 
 # max_containers bounds each function's share of the pooler's connections (docs/deploy.md, "The
@@ -99,7 +99,7 @@ API_CONTAINERS = DEPLOYMENT.api_containers
 )
 @modal.concurrent(max_inputs=20)
 async def run_cpu(job_ids: list[str]) -> list[str]:
-    return await _run(job_ids)
+    return await _run(job_ids, "cpu")
 
 
 @app.function(
@@ -110,7 +110,7 @@ async def run_cpu(job_ids: list[str]) -> list[str]:
     max_containers=RUNNER_CONTAINERS,
 )
 async def run_gpu(job_ids: list[str]) -> list[str]:
-    return await _run(job_ids)
+    return await _run(job_ids, "gpu")
 
 
 @app.function(
@@ -122,7 +122,7 @@ async def run_gpu(job_ids: list[str]) -> list[str]:
 )
 @modal.concurrent(max_inputs=4)
 async def run_browser(job_ids: list[str]) -> list[str]:
-    return await _run(job_ids)
+    return await _run(job_ids, "browser")
 
 
 @app.function(
@@ -130,7 +130,7 @@ async def run_browser(job_ids: list[str]) -> list[str]:
 )
 @modal.concurrent(max_inputs=100)
 async def run_llm(job_ids: list[str]) -> list[str]:
-    return await _run(job_ids)
+    return await _run(job_ids, "llm")
 
 
 RUNNERS: dict[str, Any] = {"cpu": run_cpu, "gpu": run_gpu, "browser": run_browser, "llm": run_llm}

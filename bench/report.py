@@ -85,6 +85,17 @@ def render(result: dict[str, Any], console: Console) -> None:
             f"jobhook.sweep() with {sweep['finished_rows']} finished and {sweep['live_rows']} live "
             f"jobs: median {sweep['median_ms']} ms, max {sweep['max_ms']} ms over 20 runs"
         )
+    for other in result.get("peers", [])[1:]:
+        console.print(
+            f"{other['name']} {other['version']}: "
+            f"insert→start p50 {other['latency_ms']['p50']} ms, "
+            f"p99 {other['latency_ms']['p99']} ms; "
+            f"bulk {other['throughput_jobs_per_s']} jobs/s "
+            f"(jobhook {ratio.get('graphile_throughput')}x), row by row "
+            f"{other['throughput_row_by_row_jobs_per_s']} jobs/s"
+        )
+    if result.get("concurrent"):
+        render_concurrent(result["concurrent"], console)
     console.print(
         f"latency over {result['latency_jobs']} single inserts; ratios are jobhook / peer "
         "(above 1 is better for throughput, below 1 is better for latency, WAL and CPU); "
@@ -100,3 +111,35 @@ def cpu_cell(cpu_ms_per_job: dict[str, dict[str, float]] | None, run_name: str) 
         f"{sides['total']:.3f} "
         f"({sides['producer']:.3f}/{sides['consumer']:.3f}/{sides['database']:.3f})"
     )
+
+
+def render_concurrent(figures: dict[str, Any], console: Console) -> None:
+    peer = figures.get("peer")
+    table = Table(
+        title=f"{figures['producers']} users inserting single rows at "
+        f"{figures['offered_jobs_per_s']:g} jobs/s in all"
+    )
+    table.add_column("measure")
+    table.add_column("jobhook", justify="right")
+    if peer:
+        table.add_column("pgqueuer", justify="right")
+    rows = [
+        ("jobs/s completed", "jobs_per_s"),
+        ("doorbell requests/s", "doorbell_requests_per_s"),
+        ("insert→start p50 (ms)", "p50"),
+        ("insert→start p99 (ms)", "p99"),
+        ("insert→start max (ms)", "max"),
+        ("pg_net timeouts", "pg_net_timeouts"),
+        ("not started within 10 s", "waited_for_sweep"),
+    ]
+    for label, key in rows:
+        cells = [label, _cell(figures, key)]
+        if peer:
+            cells.append(_cell(peer, key))
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _cell(figures: dict[str, Any], key: str) -> str:
+    value = figures["latency_ms"].get(key) if key in ("p50", "p99", "max") else figures.get(key)
+    return "" if value is None else str(value)

@@ -24,6 +24,7 @@ import os
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
@@ -33,7 +34,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from bench import cpu, workers
+from bench import cpu, graphile, workers
 from jobhook import vault
 from jobhook.config import DEMO_USER_ID
 from jobhook.devstack import database
@@ -132,15 +133,22 @@ def child(target: Callable[..., None], *args: Any) -> Iterator[Consumer]:
 
 
 def collect_starts(started: Any, expected: set[str], within: float) -> dict[str, float]:
+    starts = collect_some(started, expected, within)
+    missing = expected - starts.keys()
+    if missing:
+        raise RuntimeError(f"{len(missing)} job(s) never started within {within} s")
+    return starts
+
+
+def collect_some(started: Any, expected: set[str], within: float) -> dict[str, float]:
+    """(job id, start time) pairs from `started` until every expected job is in, or `within`
+    seconds have passed; what never started is left out."""
     starts: dict[str, float] = {}
     deadline = time.monotonic() + within
     while expected - starts.keys() and time.monotonic() < deadline:
         with contextlib.suppress(Exception):
             job_id, at = started.get(timeout=0.5)
             starts[job_id] = at
-    missing = expected - starts.keys()
-    if missing:
-        raise RuntimeError(f"{len(missing)} job(s) never started within {within} s")
     return starts
 
 
@@ -199,7 +207,7 @@ async def wal_bytes(url: str, since: str) -> int:
 # -- jobhook --------------------------------------------------------------------------------------
 
 
-def as_user(statement: sql.Composable) -> sql.Composed:
+def as_user(statement: sql.Composable, claims: str = CLAIMS) -> sql.Composed:
     """One transaction as the demo user, as PostgREST runs a request (role and JWT claims set
     for the transaction, the statement, commit), sent as a single message: one round trip per
     job, as pgqueuer's enqueue is."""
@@ -209,7 +217,7 @@ def as_user(statement: sql.Composable) -> sql.Composed:
         " set_config('request.jwt.claims', {claims}, true);"
         " {statement};"
         " commit"
-    ).format(claims=sql.Literal(CLAIMS), statement=statement)
+    ).format(claims=sql.Literal(claims), statement=statement)
 
 
 INSERT_ONE = as_user(
@@ -416,6 +424,166 @@ async def _pgqueuer_run(
     return Run(jobs / float(elapsed), inserted_per_s, wal, spent)
 
 
+# -- the concurrent scenario: many users, one row each, at an offered rate ------------------------
+
+
+# How long after its commit a job may wait and still count as started promptly: beyond this only
+# a rescue (the sweep, a minute later) would have started it.
+PROMPT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Concurrent:
+    producers: int
+    offered_jobs_per_s: float
+    jobs_per_s: float
+    latency_ms: dict[str, float]
+    waited_for_sweep: int
+    doorbell_requests_per_s: float | None = None
+    pg_net_timeouts: int | None = None
+
+
+def concurrent_latencies(
+    commits: dict[str, float], starts: dict[str, float]
+) -> tuple[dict[str, float], int]:
+    latencies = [(starts[job] - at) * 1000 for job, at in commits.items() if job in starts]
+    late = sum(
+        1 for job, at in commits.items() if starts.get(job, float("inf")) - at > PROMPT_SECONDS
+    )
+    figures = percentiles(latencies) if len(latencies) > 1 else {}
+    return {key: figures[key] for key in ("p50", "p99", "max") if key in figures}, late
+
+
+async def producing(
+    producers: int,
+    rate: float,
+    seconds: float,
+    connect: Callable[[int], Awaitable[Callable[[], Awaitable[tuple[str, float]]]]],
+) -> dict[str, float]:
+    """`producers` concurrent producers, each inserting single jobs at rate / producers a
+    second for `seconds`; job id -> commit time."""
+    inserts = [await connect(n) for n in range(producers)]
+    each = max(1, round(rate * seconds / producers))
+    results = await asyncio.gather(*(paced(each, rate / producers, insert) for insert in inserts))
+    return {job: at for result in results for job, at in result.items()}
+
+
+async def jobhook_concurrent(
+    url: str, producers: int, rate: float, seconds: float, net_latency_ms: int
+) -> Concurrent:
+    users = [str(uuid.uuid4()) for _ in range(producers)]
+    port = free_port()
+    with psycopg.connect(url, autocommit=True) as conn:
+        vault.write(conn, vault.WEBHOOK_URL, f"http://127.0.0.1:{port}/webhooks/jobs")
+        conn.execute("delete from public.jobs")
+        conn.execute("truncate net._http_response")
+        conn.cursor().executemany(
+            "insert into auth.users (id, email) values (%s, %s) on conflict do nothing",
+            [(user, f"producer-{n}@bench.invalid") for n, user in enumerate(users)],
+        )
+    connections: list[psycopg.AsyncConnection[Any]] = []
+
+    async def connect(n: int) -> Callable[[], Awaitable[tuple[str, float]]]:
+        producer = await psycopg.AsyncConnection.connect(url, autocommit=True)
+        connections.append(producer)
+        statement = as_user(
+            sql.SQL("insert into public.jobs (job_type) values ({}) returning id").format(
+                sql.Literal(workers.NOOP)
+            ),
+            json.dumps({"sub": users[n], "role": "authenticated"}),
+        )
+
+        async def insert() -> tuple[str, float]:
+            cursor = await producer.execute(statement)
+            at = time.time()
+            cursor.nextset()
+            cursor.nextset()
+            row = await cursor.fetchone()
+            return str(row[0]) if row else "", at
+
+        return insert
+
+    try:
+        with child(workers.run_jobhook, url, port, True, net_latency_ms) as consumer:
+            began = time.monotonic()
+            commits = await producing(producers, rate, seconds, connect)
+            inserting = time.monotonic() - began
+            starts = await asyncio.to_thread(
+                collect_some, consumer.started, set(commits), PROMPT_SECONDS + 5
+            )
+            await asyncio.sleep(1)  # the last replies are recorded after they arrive
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+                row = await (
+                    await admin.execute(
+                        "select (select count(*) from net._http_response)"
+                        "     + (select count(*) from net.http_request_queue),"
+                        "  (select count(*) from net._http_response"
+                        "    where timed_out or error_msg ilike any (array['%%timeout%%',"
+                        "                                              '%%timed out%%'])),"
+                        "  (select extract(epoch from max(finished_at) - min(created_at))"
+                        "     from public.jobs where status = 'completed')"
+                    )
+                ).fetchone()
+    finally:
+        for connection in connections:
+            await connection.close()
+    assert row is not None
+    requests, timeouts, elapsed = int(row[0]), int(row[1]), float(row[2] or "nan")
+    latency, late = concurrent_latencies(commits, starts)
+    return Concurrent(
+        producers=producers,
+        offered_jobs_per_s=rate,
+        jobs_per_s=round(len(starts) / elapsed, 1),
+        latency_ms=latency,
+        waited_for_sweep=late,
+        doorbell_requests_per_s=round(requests / inserting, 1),
+        pg_net_timeouts=timeouts,
+    )
+
+
+async def pgqueuer_concurrent(url: str, producers: int, rate: float, seconds: float) -> Concurrent:
+    import asyncpg
+    from pgqueuer.queries import Queries
+
+    connections: list[Any] = []
+
+    async def connect(n: int) -> Callable[[], Awaitable[tuple[str, float]]]:
+        connection = await asyncpg.connect(url)
+        connections.append(connection)
+        queries = Queries.from_asyncpg_connection(connection)
+
+        async def insert() -> tuple[str, float]:
+            [job_id] = await queries.enqueue(workers.NOOP, None)
+            return str(job_id), time.time()
+
+        return insert
+
+    admin = await asyncpg.connect(url)
+    try:
+        await admin.execute("truncate pgqueuer_log")
+        with child(workers.run_pgqueuer, url, True, 100) as consumer:
+            commits = await producing(producers, rate, seconds, connect)
+            starts = await asyncio.to_thread(
+                collect_some, consumer.started, set(commits), PROMPT_SECONDS + 5
+            )
+        elapsed = await admin.fetchval(
+            "select extract(epoch from max(created) filter (where status = 'successful')"
+            " - min(created) filter (where status = 'queued')) from pgqueuer_log"
+        )
+    finally:
+        for connection in connections:
+            await connection.close()
+        await admin.close()
+    latency, late = concurrent_latencies(commits, starts)
+    return Concurrent(
+        producers=producers,
+        offered_jobs_per_s=rate,
+        jobs_per_s=round(len(starts) / float(elapsed or "nan"), 1),
+        latency_ms=latency,
+        waited_for_sweep=late,
+    )
+
+
 # -- the run --------------------------------------------------------------------------------------
 
 
@@ -427,23 +595,69 @@ async def bench_cluster() -> AsyncIterator[Cluster]:
         await asyncio.to_thread(database.prepare, cluster.url)
         with psycopg.connect(cluster.url, autocommit=True) as conn:
             conn.execute(f"create database {PGQUEUER_DB}")
+            conn.execute(f"create database {graphile.DATABASE}")
         yield cluster
     finally:
         await asyncio.to_thread(cluster.destroy)
 
 
+@dataclass(frozen=True)
+class Scenario:
+    """The concurrent scenario's shape: `producers` users inserting single rows together at
+    `rate` jobs a second for `seconds`, through pg_net's pace with `net_latency_ms` more per
+    request (hosted Supabase to Modal is tens of milliseconds, not loopback)."""
+
+    producers: int = 20
+    rate: float = 2000
+    seconds: float = 10
+    net_latency_ms: int = 30
+
+
 async def run(
-    jobs: int, latency_jobs: int, rate: float, peer: bool = True, sweep_rows: int = 300_000
+    jobs: int,
+    latency_jobs: int,
+    rate: float,
+    peer: bool = True,
+    sweep_rows: int = 300_000,
+    scenario: Scenario | None = Scenario(),
 ) -> dict[str, Any]:
     async with bench_cluster() as cluster:
         postmaster = cluster.postmaster_pid()
         ours = await jobhook_figures(cluster.url, jobs, latency_jobs, rate, postmaster)
+        concurrent = (
+            await jobhook_concurrent(
+                cluster.url,
+                scenario.producers,
+                scenario.rate,
+                scenario.seconds,
+                scenario.net_latency_ms,
+            )
+            if scenario
+            else None
+        )
         sweep = await sweep_figures(cluster.url, sweep_rows) if sweep_rows else None
         theirs = (
             await pgqueuer_figures(
                 cluster.database_url(PGQUEUER_DB), jobs, latency_jobs, rate, postmaster
             )
             if peer
+            else None
+        )
+        graphile_figures = (
+            await asyncio.to_thread(
+                graphile.figures, cluster.database_url(graphile.DATABASE), jobs, latency_jobs, rate
+            )
+            if peer and graphile.available()
+            else None
+        )
+        their_concurrent = (
+            await pgqueuer_concurrent(
+                cluster.database_url(PGQUEUER_DB),
+                scenario.producers,
+                scenario.rate,
+                scenario.seconds,
+            )
+            if peer and scenario
             else None
         )
     result: dict[str, Any] = {
@@ -458,14 +672,34 @@ async def run(
         "wal_bytes_per_job": ours.wal_bytes_per_job,
         "cpu_ms_per_job": ours.cpu_ms_per_job,
         "sweep": sweep,
+        "concurrent": None,
         "peer": None,
+        "peers": [],
         "ratio": None,
     }
+    if concurrent is not None:
+        result["concurrent"] = asdict(concurrent) | {
+            "peer": asdict(their_concurrent) if their_concurrent else None
+        }
     if theirs is not None:
         peer_figures = asdict(theirs)
         for key in ("webhook_requests", "webhook_requests_row_by_row"):
             peer_figures.pop(key)
         result["peer"] = peer_figures
+        result["peers"] = [
+            {
+                key: peer_figures[key]
+                for key in (
+                    "name",
+                    "version",
+                    "latency_ms",
+                    "throughput_jobs_per_s",
+                    "throughput_row_by_row_jobs_per_s",
+                )
+            }
+        ]
+        if graphile_figures:
+            result["peers"].append(graphile_figures)
         result["ratio"] = {
             "throughput": round(ours.throughput_jobs_per_s / theirs.throughput_jobs_per_s, 2),
             "throughput_row_by_row": round(
@@ -474,6 +708,14 @@ async def run(
             "latency_p50": round(ours.latency_ms["p50"] / theirs.latency_ms["p50"], 2),
             "wal_bytes_per_job": round(ours.wal_bytes_per_job / theirs.wal_bytes_per_job, 2),
         }
+        if graphile_figures:
+            result["ratio"]["graphile_throughput"] = round(
+                ours.throughput_jobs_per_s / graphile_figures["throughput_jobs_per_s"], 2
+            )
+        if concurrent and their_concurrent:
+            result["ratio"]["concurrent_throughput"] = round(
+                concurrent.jobs_per_s / their_concurrent.jobs_per_s, 2
+            )
         if ours.cpu_ms_per_job and theirs.cpu_ms_per_job:
             for run_name in ("bulk", "row_by_row"):
                 result["ratio"][f"cpu_per_job_{run_name}"] = round(

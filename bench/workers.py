@@ -27,9 +27,20 @@ class Empty(BaseModel):
 
 
 def run_jobhook(
-    started: Queue[Any], stop: Event, database_url: str, port: int, report_starts: bool
+    started: Queue[Any],
+    stop: Event,
+    database_url: str,
+    port: int,
+    report_starts: bool,
+    net_latency_ms: int | None = None,
 ) -> None:
-    """Child process: jobhook's delivery worker and app, with a no-op job type."""
+    """Child process: jobhook's delivery worker and app, with a no-op job type; with
+    `net_latency_ms`, the delivery worker keeps pg_net's pace and adds that much per request."""
+    import os
+
+    if net_latency_ms is not None:
+        os.environ["JOBHOOK_DEV_NET_PACE"] = "1"
+        os.environ["JOBHOOK_DEV_NET_LATENCY_MS"] = str(net_latency_ms)
     from jobhook import logs
     from jobhook.config import Settings
     from jobhook.context import JobContext

@@ -8,13 +8,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import handlers
-from functions import errors, health, jobs, service, webhooks
+from functions import errors, health, job_routes, service, webhooks
 from functions.auth import Authenticator, OperatorOnly
+from functions.openapi import document as openapi_document
 from functions.ratelimit import RateLimiter
 from functions.requests import BodyLimitMiddleware, RequestIdMiddleware
 from jobhook import logs
@@ -75,24 +75,13 @@ def create_app(
         )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
-    app.include_router(jobs.router)
+    app.include_router(job_routes.router)
     app.include_router(service.router)
     app.include_router(webhooks.router)
 
     def openapi() -> dict[str, Any]:
-        """The generated schema, with job_type listing the job types this deployment runs."""
         if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                summary=app.summary,
-                description=app.description,
-                routes=app.routes,
-            )
-            names = sorted(job_type.name for job_type in job_registry)
-            for model in ("JobCreate", "ServiceJobCreate"):
-                schema["components"]["schemas"][model]["properties"]["job_type"]["enum"] = names
-            app.openapi_schema = schema
+            app.openapi_schema = openapi_document(app, job_registry)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -14,11 +14,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from jobhook.jobs import ClientError
+
 log = structlog.get_logger("jobhook.api")
 
 
-class ApiError(Exception):
-    """An error the client can act on; `code` is stable, `message` says what to do."""
+class ApiError(ClientError):
+    """An error the client can act on, raised by a route; `code` is stable, `message` says what
+    to do. The runtime's own client errors (jobhook.jobs.ClientError) are answered the same way."""
 
     def __init__(
         self,
@@ -56,9 +59,9 @@ def error_response(
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(request, exc.status, exc.code, exc.message, exc.details, exc.headers)
+    @app.exception_handler(ClientError)
+    async def client_error(request: Request, exc: ClientError) -> JSONResponse:
+        return error_response(request, exc.status, exc.code, str(exc), exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Response
 from functions.auth import ServiceKey
 from functions.deps import RuntimeDep
 from functions.errors import ApiError
-from functions.jobs import ERRORS, ClientDep, enqueue
+from functions.job_routes import ERRORS, ClientDep, enqueue
 from functions.schemas import ErrorResponse, Job, QueueStats, ServiceJobCreate
 from jobhook.client import Caller
 
@@ -38,13 +38,16 @@ SERVICE_ERRORS: dict[int | str, dict[str, Any]] = {
         429: {"model": ErrorResponse, "description": "the user has too many unfinished jobs"},
     },
 )
-async def create_job_for_user(body: ServiceJobCreate, client: ClientDep, response: Response) -> Any:
-    """Enqueue a job on behalf of a user."""
+async def create_job_for_user(
+    body: ServiceJobCreate, client: ClientDep, runtime: RuntimeDep, response: Response
+) -> Any:
+    """Enqueue a job on behalf of a user; its parameters are checked as for `POST /jobs`."""
     return await enqueue(
         client,
         Caller.user(body.user_id),
         body,
         response,
+        job_types=runtime.registry,
         unknown_user=ApiError(404, "unknown_user", f"no user {body.user_id} in auth.users"),
     )
 

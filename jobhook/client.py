@@ -18,27 +18,45 @@ import psycopg
 from psycopg.types.json import Jsonb, JsonbLoader
 from psycopg_pool import AsyncConnectionPool
 
-from jobhook.jobs import JobStatus
+from jobhook.jobs import ClientError, JobStatus
 from jobhook.store import Limits, queries
 
 Row = dict[str, Any]
 
 
-class JobNotFound(LookupError):
+class JobNotFound(ClientError):
     """No job with this id is visible to the caller (it does not exist, or is not theirs)."""
 
+    status = 404
+    code = "not_found"
 
-class CannotCancel(Exception):
+
+class CannotCancel(ClientError):
     """The job exists but is finished or already being cancelled; the message says which."""
 
+    status = 409
+    code = "cannot_cancel"
 
-class EnqueueRefused(Exception):
-    """The database refused the job (unknown type, bad payload, quota); the message says why."""
 
-    def __init__(self, message: str, *, code: str, hint: str | None = None) -> None:
+class EnqueueRefused(ClientError):
+    """The database refused the job (unknown type, bad payload, quota); the message says why.
+
+    For parameters that are not the type's, `problems` names each field."""
+
+    status = 422
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        hint: str | None = None,
+        problems: list[dict[str, str]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.hint = hint
+        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -186,6 +204,14 @@ def _refusal(exc: psycopg.Error) -> Exception:
     message = diag.message_primary or str(exc)
     if exc.sqlstate == "PT429":
         return EnqueueRefused(message, code="too_many_unfinished_jobs", hint=diag.message_hint)
+    if exc.sqlstate == "22023" and message.startswith("invalid parameters for job type "):
+        # The enqueue trigger puts the problems, one per field, in the error's detail.
+        return EnqueueRefused(
+            message,
+            code="invalid_parameters",
+            hint=diag.message_hint,
+            problems=json.loads(diag.message_detail or "[]"),
+        )
     if exc.sqlstate == "22023":
         return EnqueueRefused(message, code="invalid_job", hint=diag.message_hint)
     if exc.sqlstate == "23503":

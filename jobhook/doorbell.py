@@ -14,12 +14,17 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from svix.webhooks import Webhook, WebhookVerificationError
 
+from jobhook.jobs import ClientError, SetupError
+
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JOBS_PER_DELIVERY = 500
 
 
-class InvalidWebhook(Exception):
+class InvalidWebhook(ClientError):
     """The delivery is refused. `reason` is a bounded label for metrics and logs."""
+
+    status = 401
+    code = "invalid_signature"
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -81,12 +86,12 @@ class Verifier:
                 self._webhooks.append(Webhook(secret))
             except Exception as exc:
                 # Never echo the secret: say which one is wrong.
-                raise ValueError(
+                raise SetupError(
                     f"webhook secret #{position} is not a valid Standard Webhooks secret "
                     "(whsec_ followed by base64)"
                 ) from exc
         if not self._webhooks:
-            raise ValueError("no webhook secret is configured: set JOBHOOK_WEBHOOK_SECRETS")
+            raise SetupError("no webhook secret is configured: set JOBHOOK_WEBHOOK_SECRETS")
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Return if any secret verifies the body; raise InvalidWebhook otherwise."""

@@ -127,6 +127,10 @@ class LocalExecutor:
                         for waiting in batch:
                             self._delivered_by.pop(waiting.id, None)
                         self._owe_capped(batch, claimed)
+                        if self.runner.store.doorbells_shared():
+                            # The ring may have announced other inserts' jobs too: drain.
+                            for job_type in self.runner.registry:
+                                self._owed.setdefault(job_type.name)
                     elif not (self._owed and await self._claim_owed()):
                         break  # nothing waits, or what is owed has no room: wait for a wake
                 except Exception as exc:
@@ -240,12 +244,14 @@ class LocalExecutor:
 
 
 class ModalExecutor:
-    """Spawns the Modal runner function of each job's tier, a bounded batch per call."""
+    """Spawns one drain per doorbell and tier: the Modal runner function of the tier, given the
+    ids the doorbell named, claims those that fit its slots and then what else of its tier is
+    due (jobhook.worker.run_jobs). The web function never claims: a claim starts a lease, and a
+    failed or slow spawn would leave it running with no runner."""
 
-    def __init__(self, functions: Mapping[str, Any], registry: Registry, batch_size: int = 25):
+    def __init__(self, functions: Mapping[str, Any], registry: Registry):
         self.functions = functions
         self.registry = registry
-        self.batch_size = batch_size
 
     async def submit(self, jobs: Sequence[DispatchedJob]) -> list[DispatchedJob]:
         by_tier: dict[str, list[str]] = {}
@@ -260,14 +266,13 @@ class ModalExecutor:
             by_tier.setdefault(tier, []).append(str(job.id))
         jobs_by_id = {str(job.id): job for job in jobs}
         for tier, ids in by_tier.items():
-            for start in range(0, len(ids), self.batch_size):
-                batch = ids[start : start + self.batch_size]
-                try:
-                    await self.functions[tier].spawn.aio(batch)
-                except Exception:
-                    # Modal refused the spawn: the jobs stay pending and the sweep rings again.
-                    log.exception("spawn failed; jobs left pending", tier=tier, jobs=len(batch))
-                    refused.extend(jobs_by_id[job_id] for job_id in batch)
+            try:
+                await self.functions[tier].spawn.aio(ids)
+            except Exception:
+                # Modal refused the spawn: the jobs stay pending, and dispatch_due rings for
+                # them again within a second or two.
+                log.exception("spawn failed; jobs left pending", tier=tier, jobs=len(ids))
+                refused.extend(jobs_by_id[job_id] for job_id in ids)
         return refused
 
     async def aclose(self, grace_seconds: float = 0) -> None:

@@ -1,4 +1,14 @@
-"""The job vocabulary shared by the runtime, the API and the CLI, mirroring public.jobs."""
+"""The job vocabulary shared by the runtime, the API and the CLI, mirroring public.jobs, and the
+three error families, one per audience:
+
+- `JobError`: what handler authors raise; its message is the job's `error`, read by the owner.
+- `ClientError`: what an API client (the REST API, a JobsClient caller, the CLI) is answered with
+  when its request cannot be served as asked; `status` and `code` are the API's answer.
+- `SetupError`: what an operator must fix before jobhook can run (secrets, the handler registry,
+  the dev stack's cluster and migrations).
+
+Each message names the problem and the fix.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +19,9 @@ class JobStatus(StrEnum):
     """public.job_status. Each value says who moves a job out of it."""
 
     PENDING = "pending"  # the runner's claim; the owner's cancel; the sweep (never picked up)
-    PROCESSING = "processing"  # complete / fail (the runner); the sweep when the lease expires
+    # complete / fail / release / acknowledge_cancel (the runner); the sweep when the lease
+    # expires: each through jobhook.finish_attempts
+    PROCESSING = "processing"
     COMPLETED = "completed"  # final; pruned by the sweep after retention_days
     FAILED = "failed"  # final; pruned by the sweep after retention_days
     CANCELLED = "cancelled"  # final; pruned by the sweep after retention_days
@@ -50,3 +62,17 @@ class PermanentJobError(JobError):
     """Raise from a handler to fail the job at once: retrying cannot help (bad input, 4xx...)."""
 
     retryable = False
+
+
+class ClientError(Exception):
+    """A client's request cannot be served as asked. The API answers `status` with `code` (stable,
+    for programs) and the message (what to do, for people)."""
+
+    status = 400
+    code = "bad_request"
+    details: object = None
+    headers: dict[str, str] | None = None
+
+
+class SetupError(Exception):
+    """jobhook cannot run as it is set up; the message names the setting or step and the fix."""

@@ -12,6 +12,7 @@ deployed handler would run, while a rolling deploy's old and new versions both k
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterator
@@ -20,8 +21,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 import psycopg
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from jobhook import parameters
+from jobhook.jobs import SetupError
 from jobhook.store import queries
 
 if TYPE_CHECKING:
@@ -34,8 +37,17 @@ Handler = Callable[[Any, "JobContext"], Awaitable[Any] | Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class RegistryError(ValueError):
+class RegistryError(SetupError):
     """A job type is declared wrongly; the message names it and the rule."""
+
+
+class InvalidParameters(ValueError):
+    """A payload that is not the job type's parameters; `problems` names each field."""
+
+    def __init__(self, job_type: str, problems: list[dict[str, str]]) -> None:
+        super().__init__(f"invalid parameters: {parameters.describe(problems)}")
+        self.job_type = job_type
+        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,14 @@ class JobType:
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.handler)
 
+    def parse(self, payload: Any) -> BaseModel:
+        """The payload as this type's parameters, checked as strictly as at insert; raises
+        InvalidParameters naming every field that is wrong."""
+        try:
+            return parameters.validate(self.params, payload)
+        except ValidationError as exc:
+            raise InvalidParameters(self.name, parameters.problems_of(exc)) from None
+
     def row(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -67,7 +87,7 @@ class JobType:
             "max_unfinished_per_user": self.max_unfinished_per_user,
             "max_running_per_user": self.max_running_per_user,
             "tier": self.tier,
-            "params_schema": Jsonb(self.params.model_json_schema()),
+            "params_schema": Jsonb(parameters.stored_schema(self.params)),
             "description": self.description,
         }
 
@@ -111,6 +131,18 @@ class Registry:
         existing = self._types.get(job_type.name)
         if existing is not None and existing.handler is not job_type.handler:
             raise RegistryError(f"job type {job_type.name!r} is registered twice")
+        if job_type.params.model_config.get("extra") == "ignore":
+            raise RegistryError(
+                f"job type {job_type.name!r}: its parameter model says extra='ignore', which "
+                "would drop a misspelt parameter silently; use 'forbid' (the default) or 'allow'"
+            )
+        job_type = dataclasses.replace(job_type, params=parameters.strict_model(job_type.params))
+        problems = parameters.portability_problems(parameters.stored_schema(job_type.params))
+        if problems:
+            raise RegistryError(
+                f"job type {job_type.name!r}: its parameters cannot be checked at insert the way "
+                "the handler checks them: " + "; ".join(problems)
+            )
         self._types[job_type.name] = job_type
         return job_type
 

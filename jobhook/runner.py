@@ -23,14 +23,13 @@ from uuid import UUID
 
 import psycopg
 import structlog
-from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from jobhook import metrics
 from jobhook.context import JobCancelled, JobContext
 from jobhook.heartbeat import Heartbeat
 from jobhook.jobs import FailureKind, JobError, JobStatus
-from jobhook.registry import JobType, Registry
+from jobhook.registry import InvalidParameters, JobType, Registry
 from jobhook.store import ClaimedJob, Store, is_transient
 from jobhook.writeback import Completions
 
@@ -93,6 +92,44 @@ class Runner:
         claimed = await self.store.claim(job_ids, self.worker_id)
         return list(await asyncio.gather(*(self.execute(job) for job in claimed)))
 
+    async def drain(
+        self,
+        job_types: list[str],
+        slots: int,
+        announced: list[UUID],
+        stop: asyncio.Event | None = None,
+    ) -> list[Outcome]:
+        """Run what a doorbell announced, and what else is due of `job_types`, never more than
+        `slots` at once, until none is left: claim the announced ids that fit, then, when more
+        were announced than fit or inserts have shared doorbells since (jobhook.shared_doorbells),
+        claim due jobs with jobhook.claim_due (fairly across users) as slots free up, until a
+        claim comes back short. `stop` ends the claiming; what runs, runs on. Cancelled, it
+        cancels what it runs (each attempt is released)."""
+        running: set[asyncio.Task[Outcome]] = set()
+        outcomes: list[Outcome] = []
+
+        def start(jobs: list[ClaimedJob]) -> None:
+            running.update(asyncio.ensure_future(self.execute(job)) for job in jobs)
+
+        try:
+            start(await self.store.claim(announced[:slots], self.worker_id) if announced else [])
+            draining = len(announced) > slots or self.store.doorbells_shared()
+            while True:
+                room = slots - len(running)
+                if draining and room > 0 and not (stop and stop.is_set()):
+                    jobs = await self.store.claim_due(job_types, room, self.worker_id)
+                    start(jobs)
+                    draining = len(jobs) == room
+                if not running:
+                    return outcomes
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                outcomes.extend(task.result() for task in done)
+        except asyncio.CancelledError:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
+
     async def execute(self, job: ClaimedJob) -> Outcome:
         per_type = metrics.for_job_type(job.job_type)
         per_type.started.inc()
@@ -120,10 +157,10 @@ class Runner:
                 job, job.unreadable, retryable=False, kind=FailureKind.INVALID_PAYLOAD
             )
         try:
-            params = job_type.params.model_validate(job.payload)
-        except ValidationError as exc:
+            params = job_type.parse(job.payload)
+        except InvalidParameters as exc:
             return await self._fail(
-                job, describe_invalid(exc), retryable=False, kind=FailureKind.INVALID_PARAMETERS
+                job, str(exc), retryable=False, kind=FailureKind.INVALID_PARAMETERS
             )
 
         attempt = asyncio.current_task()
@@ -280,13 +317,3 @@ def storable(result: Any) -> tuple[Any, str | None]:
     if "\\u0000" in text:
         return None, "the handler's result holds a NUL character (\\u0000), which cannot be stored"
     return payload, None
-
-
-def describe_invalid(exc: ValidationError) -> str:
-    """'invalid parameters: steps: Input should be ... (got 0)', one clause per problem."""
-    problems = []
-    for error in exc.errors(include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "payload"
-        got = f" (got {error['input']!r})" if error["type"] != "missing" else ""
-        problems.append(f"{where}: {error['msg']}{got}")
-    return "invalid parameters: " + "; ".join(problems)

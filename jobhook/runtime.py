@@ -23,6 +23,7 @@ from jobhook import vault
 from jobhook.config import Settings
 from jobhook.doorbell import Verifier
 from jobhook.executor import Executor, LocalExecutor
+from jobhook.jobs import SetupError
 from jobhook.registry import SERVE_SECONDS, Registry
 from jobhook.runner import Runner, new_worker_id
 from jobhook.store import Store, new_pool
@@ -127,7 +128,7 @@ class Runtime:
                     return
             except (psycopg.Error, OSError) as exc:
                 self.not_ready = f"database unreachable: {exc}"
-            except ValueError as exc:
+            except SetupError as exc:
                 self.not_ready = str(exc)
             log.warning("not ready; retrying", reason=self.not_ready, delay=delay)
             await asyncio.sleep(delay)

@@ -27,14 +27,19 @@ from jobhook.jobs import FailureKind, JobStatus
 _NAMED = re.compile(r"^-- name: (\w+)\n", re.MULTILINE)
 
 
-@cache
-def queries() -> dict[str, LiteralString]:
-    text = resources.files("jobhook.sql").joinpath("queries.sql").read_text()
+def named_queries(package: str, file: str) -> dict[str, LiteralString]:
+    """The queries of a .sql file in `package`, each under its `-- name: <name>` header."""
+    text = resources.files(package).joinpath(file).read_text()
     parts = _NAMED.split(text)[1:]
     return {
         name: cast(LiteralString, body.strip())
         for name, body in zip(parts[::2], parts[1::2], strict=True)
     }
+
+
+@cache
+def queries() -> dict[str, LiteralString]:
+    return named_queries("jobhook.sql", "queries.sql")
 
 
 @cache
@@ -124,6 +129,9 @@ class Store:
             "statement_timeout_ms": self.limits.statement_timeout_ms,
             "lock_timeout_ms": self.limits.lock_timeout_ms,
         }
+        # jobhook.shared_doorbells as the newest claim saw it, and as the last drain did.
+        self._shared_doorbells = 0
+        self._drained_at = 0
 
     @classmethod
     def open(
@@ -170,7 +178,17 @@ class Store:
 
     async def claim(self, ids: list[UUID], worker_id: str) -> list[ClaimedJob]:
         rows = await self._all("claim", {"ids": ids, "worker_id": worker_id})
+        for row in rows:
+            self._shared_doorbells = max(self._shared_doorbells, row.pop("shared_doorbells"))
         return [ClaimedJob.of(row) for row in rows]
+
+    def doorbells_shared(self) -> bool:
+        """Whether inserts have shared a doorbell since the last time this was asked: then a
+        ring may have announced more than the ids it named, and what is due must be drained.
+        Counted by the database (jobhook.shared_doorbells) and read with each claim."""
+        shared = self._shared_doorbells != self._drained_at
+        self._drained_at = self._shared_doorbells
+        return shared
 
     async def claim_due(
         self, job_types: list[str], max_jobs: int, worker_id: str

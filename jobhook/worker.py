@@ -10,21 +10,35 @@ from jobhook.registry import Registry
 from jobhook.runner import Outcome, Runner
 from jobhook.runtime import new_runner
 
+# How many jobs one runner input runs at once: a spawn per doorbell and tier, each draining up
+# to this many (a Modal container runs several inputs: see @modal.concurrent in modal_app.py).
+DRAIN_SLOTS = 25
 
-async def run_jobs(job_ids: list[str], registry: Registry, settings: Settings) -> list[Outcome]:
-    """Claim the jobs in one round trip and run those claimed, concurrently.
 
-    Ids that cannot be claimed (already running elsewhere, finished, not due) are skipped, so a
-    spawn that Modal retries or that a duplicated webhook caused runs nothing twice.
+async def run_jobs(
+    job_ids: list[str], registry: Registry, settings: Settings, tier: str = "cpu"
+) -> list[Outcome]:
+    """Run what one doorbell announced for `tier`, then drain that tier's due jobs.
+
+    The announced ids that fit are claimed first; ids that cannot be claimed (already running
+    elsewhere, finished, not due) are skipped, so a spawn that Modal retries or that a
+    duplicated webhook caused runs nothing twice. Heartbeats start with each claim, and the web
+    function never claims: a lease begins only in the runner that holds the job.
     """
     runner = await _runner(settings, registry)
-    work = asyncio.ensure_future(runner.run_many([UUID(job_id) for job_id in job_ids]))
+    job_types = [job_type.name for job_type in registry if job_type.tier == tier]
+    stop = asyncio.Event()
+    work = asyncio.ensure_future(
+        runner.drain(job_types, DRAIN_SLOTS, [UUID(job_id) for job_id in job_ids], stop)
+    )
     try:
         return await asyncio.shield(work)
     except asyncio.CancelledError:
         # Modal stops a container (a deploy, a scale-down, preemption) with SIGINT, which
         # cancels each running input, and kills it 30 s later. Within that, the attempts get
-        # the grace period to finish; the runner releases what is still running after it.
+        # the grace period to finish, nothing new is claimed, and what still runs after it is
+        # released.
+        stop.set()
         _, running = await asyncio.wait([work], timeout=settings.shutdown_grace_seconds)
         if running:
             work.cancel()

@@ -101,10 +101,10 @@ async def test_refusals_name_the_problem(http: httpx.AsyncClient) -> None:
     assert "sample_task" in unknown["error"]["details"]["hint"]
 
     big = await http.post(
-        "/jobs", json={"job_type": "sample_task", "payload": {"blob": "x" * 70_000}}
+        "/jobs", json={"job_type": "sample_task", "payload": {"result": "x" * 70_000}}
     )
     assert (
-        "payload is 70012 bytes, over the limit of 65536 bytes"
+        "payload is 70014 bytes, over the limit of 65536 bytes"
         in assert_error(big, 422, "invalid_job")["error"]["message"]
     )
 

@@ -162,19 +162,22 @@ async def test_a_shutdown_finishes_what_it_can_in_its_grace_and_releases_the_res
                 (DEMO_USER,),
             )
         }
-        late = conn.execute(
-            "insert into public.jobs (user_id, job_type) values (%s, 'quick_task') returning id",
-            (DEMO_USER,),
-        ).fetchone()
-    assert late is not None
 
     async with Store.open(committed.url) as store:
+        # Room for the two only: the late job cannot be drained before the shutdown begins.
         executor = LocalExecutor(
-            Runner(store, registry, "test-worker"), max_concurrency=4, max_per_type=4
+            Runner(store, registry, "test-worker"), max_concurrency=2, max_per_type=4
         )
         assert await executor.submit(list(jobs.values())) == []
         for event in started.values():
             await event.wait()
+        with psycopg.connect(committed.url, autocommit=True) as conn:
+            late = conn.execute(
+                "insert into public.jobs (user_id, job_type) values (%s, 'quick_task')"
+                " returning id",
+                (DEMO_USER,),
+            ).fetchone()
+        assert late is not None
         closing = asyncio.create_task(executor.aclose(grace_seconds=1.0))
         await asyncio.sleep(0)  # aclose stops taking work before its first await
         # A doorbell that rings while the executor shuts down is turned away, not run.

@@ -55,7 +55,7 @@ def insert_batch(database_url: str, count: int) -> list[UUID]:
         act_as_user(conn, DEMO_USER)
         rows = conn.execute(
             "insert into public.jobs (job_type, payload)"
-            " select 'sample_task', jsonb_build_object('steps', 1, 'step_seconds', 0, 'n', n)"
+            " select 'sample_task', jsonb_build_object('steps', 1, 'step_seconds', 0, 'result', n)"
             " from generate_series(1, %s) n returning id",
             (count,),
         ).fetchall()

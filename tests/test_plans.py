@@ -165,11 +165,22 @@ BY_ID = {
     "jsonb_build_object('id', %(running)s::uuid, 'attempt', 1, 'result', null)))",
     "heartbeat": "select * from jobhook.heartbeat(%(running)s::uuid, 1)",
     "fail": "select jobhook.fail(%(running)s::uuid, 1, 'boom', true)",
+    "complete": "select jobhook.complete(%(running)s::uuid, 1, '{}')",
     "cancel": "select jobhook.cancel(%(pending)s::uuid)",
+    "request_cancel": "select jobhook.request_cancel(%(pending)s::uuid)",
     "release": "select jobhook.release(%(running)s::uuid, 1)",
     # The owner asks, then the runner acknowledges that it stopped the attempt.
     "cancel_then_acknowledge": "select jobhook.cancel(%(running)s::uuid);"
     " select jobhook.cancel(%(running)s::uuid, 1)",
+    "request_then_acknowledge_cancel": "select jobhook.request_cancel(%(running)s::uuid);"
+    " select jobhook.acknowledge_cancel(%(running)s::uuid, 1)",
+    # The path every attempt ends by, called with every kind of end at once.
+    "finish_attempts": "select * from jobhook.finish_attempts(array["
+    "row(%(running)s::uuid, 1, 'completed', null, null, null, null, null),"
+    "row(%(pending)s::uuid, 1, 'failed', null, null, 'boom', true, 'error'),"
+    "row(%(running)s::uuid, 1, 'released', null, null, 'released: test', null, 'released'),"
+    "row(%(pending)s::uuid, 1, 'cancelled', null, null, null, null, null)"
+    "]::jobhook.finished_attempt[])",
 }
 
 

@@ -124,3 +124,65 @@ def test_jobs_are_published_to_realtime(db: Conn) -> None:
 def test_demo_user_is_seeded(db: Conn) -> None:
     row = db.execute("select email from auth.users where id = %s", (DEMO_USER,)).fetchone()
     assert row == ("demo@jobhook.local",)
+
+
+def test_pg_net_privileges_are_upstreams(db: Conn) -> None:
+    # supabase/pg_net v0.20.4: the request functions are SECURITY INVOKER since 0.12
+    # (sql/pg_net--0.11.0--0.12.0.sql) and keep PostgreSQL's default EXECUTE for PUBLIC; the
+    # schema, tables and sequences are granted to PUBLIC (sql/pg_net.sql:355-357).
+    rows = db.execute(
+        "select p.proname, p.prosecdef, has_function_privilege('anon', p.oid, 'execute')"
+        " from pg_proc p where p.pronamespace = 'net'::regnamespace"
+        " and p.proname in ('http_get', 'http_post', 'http_delete', '_http_collect_response')"
+        " order by 1"
+    ).fetchall()
+    assert rows == [
+        ("_http_collect_response", False, True),
+        ("http_delete", False, True),
+        ("http_get", False, True),
+        ("http_post", False, True),
+    ]
+    row = db.execute(
+        "select has_table_privilege('public', 'net.http_request_queue', 'insert'),"
+        " has_table_privilege('public', 'net._http_response', 'delete'),"
+        " has_sequence_privilege('public', 'net.http_request_queue_id_seq', 'usage')"
+    ).fetchone()
+    assert row == (True, True, True)
+
+
+def test_clients_may_call_http_delete_as_on_supabase(db: Conn) -> None:
+    act_as_user(db, DEMO_USER)
+    db.execute("select net.http_delete('http://h/x')")
+
+
+def test_supabase_gives_its_roles_the_net_schema(db: Conn) -> None:
+    # supabase/postgres migrations/db/migrations/20250220051611_pg_net_perms_fix.sql: the role
+    # Database Webhooks run as, created at `create extension pg_net`, and USAGE for it.
+    row = db.execute(
+        "select rolcanlogin, rolinherit, rolcreaterole from pg_roles"
+        " where rolname = 'supabase_functions_admin'"
+    ).fetchone()
+    assert row == (True, False, True)
+    for role in ("supabase_functions_admin", "postgres", "anon", "authenticated", "service_role"):
+        assert db.execute(
+            "select has_schema_privilege(%s, 'net', 'usage')", (role,)
+        ).fetchone() == (True,)
+
+
+def test_http_collect_response_is_deprecated_and_fails_as_upstream(db: Conn) -> None:
+    # sql/pg_net.sql:339-353: a notice, then a SELECT with nowhere to put its result.
+    with pytest.raises(psycopg.errors.SyntaxError, match="query has no destination"):
+        db.execute("select net.http_collect_response(1)")
+
+
+def test_vault_ciphertext_is_bound_to_its_row(db: Conn) -> None:
+    # supabase/vault v0.3.1 sql/supabase_vault--0.3.0.sql:40, 78, 109: the row's id is the
+    # associated data, so a ciphertext copied into another row does not decrypt there
+    # (src/pgsodium.c:132, "invalid ciphertext").
+    vault.write(db, "original", "s3cret-value")
+    db.execute(
+        "insert into vault.secrets (name, secret, nonce)"
+        " select 'copy', secret, nonce from vault.secrets where name = 'original'"
+    )
+    with pytest.raises(psycopg.errors.InternalError, match="invalid ciphertext"):
+        db.execute("select decrypted_secret from vault.decrypted_secrets where name = 'copy'")

@@ -241,17 +241,29 @@ def bench(
     sweep_rows: Annotated[
         int, typer.Option(min=0, help="finished jobs in the table when timing the sweep (0: skip)")
     ] = 300_000,
+    concurrent: Annotated[
+        bool, typer.Option(help="also run many users inserting single rows at once")
+    ] = True,
+    producers: Annotated[int, typer.Option(min=1, help="concurrent producers, one user each")] = 20,
+    offered_rate: Annotated[float, typer.Option(min=1, help="their jobs per second, all")] = 2000,
+    offered_seconds: Annotated[float, typer.Option(min=1, help="for how long")] = 10,
+    net_latency_ms: Annotated[
+        int, typer.Option(min=0, help="added to each doorbell request, as from hosted to Modal")
+    ] = 30,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Latency, throughput and WAL per job on a throwaway cluster, beside pgqueuer."""
     try:
         from bench import report
-        from bench.run import run
+        from bench.run import Scenario, run
     except ImportError as exc:
         err.print(f"[red]the benchmark runs from a checkout with the dev dependencies[/]: {exc}")
         raise typer.Exit(2) from None
     logs.configure(level="WARNING", json=False)
-    result = _run(_until_signal(run(jobs, latency_jobs, rate, peer, sweep_rows)))
+    scenario = (
+        Scenario(producers, offered_rate, offered_seconds, net_latency_ms) if concurrent else None
+    )
+    result = _run(_until_signal(run(jobs, latency_jobs, rate, peer, sweep_rows, scenario)))
     if result is None:
         err.print("interrupted; the benchmark's cluster is removed")
         raise typer.Exit(130)

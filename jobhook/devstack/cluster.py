@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from jobhook.jobs import SetupError
+
 PG_BIN = Path(os.environ.get("JOBHOOK_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SUPERUSER = "postgres"
 PASSWORD = "postgres"  # noqa: S105 - the supabase CLI's local database password; loopback only
@@ -34,6 +36,15 @@ BASE_SETTINGS: dict[str, str] = {
     # Run scheduled commands in background workers: no login, so no password to hand pg_cron.
     "cron.use_background_workers": "on",
     "max_worker_processes": "32",
+    # pg_net's settings (supabase/pg_net v0.20.4 src/worker.c:496-509), for the delivery worker
+    # to read. Named here so that `alter system set pg_net.batch_size ...` works as it does with
+    # pg_net loaded: PostgreSQL 15 refuses ALTER SYSTEM on a setting it has never seen. An empty
+    # database_name or username means the database and user of the worker's own URL (the dev
+    # stack's are postgres, upstream's defaults).
+    "pg_net.batch_size": "200",
+    "pg_net.ttl": "'6 hours'",
+    "pg_net.database_name": "''",
+    "pg_net.username": "''",
     "wal_level": "logical",
     "max_connections": "200",
     "timezone": "'UTC'",
@@ -42,7 +53,7 @@ BASE_SETTINGS: dict[str, str] = {
 }
 
 
-class ClusterError(RuntimeError):
+class ClusterError(SetupError):
     """The cluster could not be created, started or stopped; the message says what to do."""
 
 

@@ -1,6 +1,7 @@
 """Apply `supabase/migrations/*.sql` in order, recording each as the supabase CLI does.
 
-The CLI keeps its history in `supabase_migrations.schema_migrations (version, statements, name)`;
+The CLI keeps its history in `supabase_migrations.schema_migrations (version, statements, name)`,
+each migration as its statements (jobhook.devstack.statements cuts them as the CLI does);
 recording there means `supabase migration list` and `supabase db push` agree with the dev stack
 about what has run. Each file runs in its own transaction together with its history row, so a
 failing migration leaves neither its changes nor a record behind.
@@ -10,15 +11,26 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import LiteralString
 
 import psycopg
+
+from jobhook.devstack import statements
+from jobhook.jobs import SetupError
+from jobhook.store import named_queries
 
 # The CLI's own file name rule (supabase/cli pkg/migration/file.go): <digits>_<name>.sql
 MIGRATION_FILE = re.compile(r"^(?P<version>[0-9]+)_(?P<name>.*)\.sql$")
 
 
-class MigrationError(RuntimeError):
+@cache
+def _queries() -> dict[str, LiteralString]:
+    return named_queries("jobhook.devstack", "migrations.sql")
+
+
+class MigrationError(SetupError):
     """A migration failed or the folder is malformed; the message names the file."""
 
 
@@ -51,7 +63,7 @@ def discover(folder: Path) -> list[Migration]:
 
 
 def applied_versions(conn: psycopg.Connection[object]) -> set[str]:
-    rows = conn.execute("select version from supabase_migrations.schema_migrations").fetchall()
+    rows = conn.execute(_queries()["applied_versions"]).fetchall()
     return {str(row[0]) for row in rows}  # type: ignore[index]
 
 
@@ -66,9 +78,12 @@ def apply(conn: psycopg.Connection[object], folder: Path) -> list[Migration]:
             with conn.transaction():
                 conn.execute(migration.sql.encode())
                 conn.execute(
-                    "insert into supabase_migrations.schema_migrations (version, name, statements)"
-                    " values (%s, %s, %s)",
-                    (migration.version, migration.name, [migration.sql]),
+                    _queries()["record_migration"],
+                    {
+                        "version": migration.version,
+                        "name": migration.name,
+                        "statements": statements.split(migration.sql),
+                    },
                 )
         except psycopg.Error as exc:
             raise MigrationError(f"{migration.path.name} failed: {_describe(exc)}") from exc

@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 import uvicorn
@@ -23,7 +24,8 @@ from fastapi import FastAPI
 from jobhook.config import LOCAL_JWT_SECRET, Settings
 from jobhook.devstack import database
 from jobhook.devstack.cluster import Cluster, ClusterError, port_is_listening, server_reachable
-from jobhook.devstack.delivery import DeliveryWorker
+from jobhook.devstack.delivery import RESTART_DELAY, DeliveryWorker
+from jobhook.jobs import SetupError
 
 log = structlog.get_logger("jobhook.devstack.stack")
 
@@ -61,6 +63,38 @@ def app_server(app: FastAPI, host: str, port: int) -> QuietServer:
     )
 
 
+def delivery_options(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The delivery worker's pacing, from the environment of `jobhook dev`.
+
+    JOBHOOK_DEV_NET_PACED=1 sends as pg_net's own worker does (a batch at a time, a pause
+    between batches); JOBHOOK_DEV_NET_LATENCY_MS adds that round trip to every request, as a
+    hosted database pays to reach a deployed app. Both are for trying the dev stack under
+    hosted-like delivery; neither exists outside it.
+    """
+    options: dict[str, Any] = {}
+    if environ.get("JOBHOOK_DEV_NET_PACED", "").lower() in {"1", "true", "yes", "on"}:
+        options["paced"] = True
+    if latency := environ.get("JOBHOOK_DEV_NET_LATENCY_MS"):
+        milliseconds = int(latency)
+        if not 0 <= milliseconds <= 60_000:
+            raise ValueError("JOBHOOK_DEV_NET_LATENCY_MS must be between 0 and 60000")
+        options["latency"] = milliseconds / 1000
+    return options
+
+
+async def supervise(
+    name: str, run: Callable[[], Awaitable[None]], *, delay: float = RESTART_DELAY
+) -> None:
+    """Run `run` until cancelled, starting it again whenever it returns or fails."""
+    while True:
+        try:
+            await run()
+            log.error(f"{name} stopped, starting it again")
+        except Exception as exc:
+            log.error(f"{name} failed, starting it again", error=repr(exc))
+        await asyncio.sleep(delay)
+
+
 @dataclass
 class Served:
     app: FastAPI
@@ -76,15 +110,20 @@ async def serve(
 
     # Logging is the caller's to configure (the CLI does, once).
     app = app or create_app(settings, configure_logging=False)
-    delivery = DeliveryWorker(settings.database_url)
+    delivery = DeliveryWorker(settings.database_url, **delivery_options(os.environ))
     server = app_server(app, host, port)
-    tasks = [asyncio.create_task(delivery.run()), asyncio.create_task(server.serve())]
+    tasks = [
+        asyncio.create_task(supervise("delivery worker", delivery.run)),
+        asyncio.create_task(server.serve()),
+    ]
     try:
         async with asyncio.timeout(60):
             while not server.started:
                 if tasks[1].done():
                     tasks[1].result()  # uvicorn gave up (port taken...): raise its error
-                    raise RuntimeError(f"the app did not start on {host}:{port}")
+                    raise SetupError(
+                        f"the app did not start on {host}:{port}: its log above says why"
+                    )
                 await asyncio.sleep(0.01)
             await delivery.ready.wait()
             await app.state.runtime.wait_ready()

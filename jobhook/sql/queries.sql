@@ -5,8 +5,11 @@
 -- the runtime cannot read must fail its own job, not the whole batch it was claimed with.
 
 -- name: claim
+-- With how many inserts have shared a doorbell so far: when that moved, the ring that named
+-- these ids may have announced others too, and the runner drains (jobhook.executor).
 select id, user_id, job_type, payload::text as payload, attempt, max_attempts, lease_expires_at,
-       started_at - greatest(created_at, run_at) as start_latency
+       started_at - greatest(created_at, run_at) as start_latency,
+       (select s.last_value from jobhook.shared_doorbells s) as shared_doorbells
   from jobhook.claim(%(ids)s::uuid[], %(worker_id)s);
 
 -- name: claim_due
@@ -28,7 +31,7 @@ select jobhook.fail(%(id)s, %(attempt)s, %(message)s, %(retryable)s, %(kind)s)::
 select jobhook.release(%(id)s, %(attempt)s, %(reason)s)::text;
 
 -- name: acknowledge_cancel
-select jobhook.cancel(%(id)s, %(attempt)s)::text;
+select jobhook.acknowledge_cancel(%(id)s, %(attempt)s)::text;
 
 -- name: dispatch_due
 -- Also when the next pending job falls due, so the ticker can wake just in time for it.

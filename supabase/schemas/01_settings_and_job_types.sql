@@ -27,7 +27,11 @@ create table jobhook.settings (
     check (max_unfinished_per_user >= 1),
   -- A Modal cold start can outlast pg_net's 5 s default; the webhook answers 202 at once when warm.
   dispatch_timeout_ms integer not null default 10000
-    check (dispatch_timeout_ms between 100 and 120000)
+    check (dispatch_timeout_ms between 100 and 120000),
+  -- pg_net is documented for about 200 requests a second; inserts beyond that share doorbells
+  -- (04_doorbell.sql).
+  max_doorbells_per_second integer not null default 200
+    check (max_doorbells_per_second between 1 and 10000)
 );
 comment on table jobhook.settings is 'jobhook run-time settings: exactly one row.';
 insert into jobhook.settings default values;
@@ -71,6 +75,12 @@ comment on column jobhook.job_types.served_until is
   'Renewed by each live deployment for the types it runs; once past, the type is disabled.';
 comment on column jobhook.job_types.max_running_per_user is
   'At most this many jobs of the type run for one user at a time; null: no cap.';
+-- The database never holds a parameter schema it cannot check inserts against: the dev stack's
+-- pg_jsonschema refuses, by name, every keyword it does not implement. Not validated against
+-- the rows of older deployments, whose next `types sync` rewrites them.
+alter table jobhook.job_types
+  add constraint job_types_params_schema_checkable
+  check (extensions.jsonschema_is_valid(params_schema::json)) not valid;
 
 -- The enqueue triggers run as the inserting role, so clients read the catalogue and the limits.
 -- Neither holds anything secret, and PostgREST does not expose this schema.
@@ -86,11 +96,13 @@ create table jobhook.locks (
   name text primary key,
   -- For the sweep: the newest request it saw in pg_net's queue, and when.
   queue_mark bigint,
-  marked_at timestamptz
+  marked_at timestamptz,
+  -- For the doorbell: when the last one was rung (jobhook.take_doorbell_turn).
+  rung_at timestamptz
 );
 comment on table jobhook.locks is
-  'Rows jobhook''s functions lock to serialize (the sweep); granted to no client role.';
-insert into jobhook.locks (name) values ('sweep');
+  'Rows jobhook''s functions lock to serialize (the sweep, the doorbell''s pace); granted to no client role.';
+insert into jobhook.locks (name) values ('sweep'), ('doorbell');
 
 -- The quota lock is an upsert of the user's row, not a bare lock: under REPEATABLE READ a second
 -- inserting transaction then fails to serialize (SQLSTATE 40001, retry) instead of counting with

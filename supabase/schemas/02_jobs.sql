@@ -5,7 +5,8 @@
 --                 -> failed: jobhook.sweep (never delivered, or never picked up in time)
 --   processing -> completed: jobhook.complete; -> pending/failed: jobhook.fail or the sweep when
 --                 the lease expires; -> pending: jobhook.release (a runner shutting down);
---                 -> cancelled: jobhook.cancel (the runner acknowledging)
+--                 -> cancelled: jobhook.acknowledge_cancel (the runner acknowledging); every
+--                 end of an attempt goes through jobhook.finish_attempts (06_attempts.sql)
 --   completed, failed, cancelled: final; jobhook.sweep prunes them after retention_days
 create type public.job_status as enum ('pending', 'processing', 'completed', 'failed', 'cancelled');
 

@@ -15,7 +15,9 @@
 --   decoders have (CPython's json module, pydantic-core): one such payload would otherwise break
 --   every claim that other users' jobs share;
 -- * a run_at that is not a finite time the runtime can represent (Python's datetime ends at
---   9999): 'infinity' would make the every-second dispatch fail for everyone.
+--   9999): 'infinity' would make the every-second dispatch fail for everyone;
+-- * parameters that are not the job type's: checked against its JSON Schema with pg_jsonschema,
+--   each field named, so a misspelt or mistyped parameter fails the insert instead of the job.
 create or replace function jobhook.jobs_before_insert()
 returns trigger
 language plpgsql
@@ -32,6 +34,7 @@ declare
   -- zone a client may read it in.
   latest_run_at constant timestamptz := '9999-12-30 00:00:00+00';
   number numeric;
+  problems jsonb;
 begin
   select * into job_type from jobhook.job_types t where t.name = new.job_type;
   if not found then
@@ -99,6 +102,57 @@ begin
   if new.run_at is not null and (not isfinite(new.run_at) or new.run_at >= latest_run_at) then
     raise exception 'run_at must be a time before %, got %', latest_run_at, new.run_at
       using errcode = '22023', hint = 'leave run_at out to start the job now';
+  end if;
+
+  -- One call when the parameters are right; naming each field costs more, and only on refusal.
+  if job_type.params_schema <> '{}'
+     and not extensions.jsonb_matches_schema(job_type.params_schema::json, new.payload) then
+    -- Why, one {"field", "message"} per problem: unknown and missing parameters by name, and
+    -- each wrong one in pg_jsonschema's words (which name no path, so each property is checked
+    -- on its own, with the definitions its references point into).
+    with problem (n, field, message) as (
+        select 1, k, 'unknown parameter'
+          from jsonb_object_keys(new.payload) as k
+         where job_type.params_schema -> 'additionalProperties' = 'false'
+           and not coalesce(job_type.params_schema -> 'properties' ? k, false)
+        union all
+        select 2, r, 'missing (a required parameter)'
+          from jsonb_array_elements_text(coalesce(job_type.params_schema -> 'required', '[]')) as r
+         where not new.payload ? r
+        union all
+        select 3, p.key, m
+          from jsonb_each(coalesce(job_type.params_schema -> 'properties', '{}')) as p,
+               unnest(extensions.jsonschema_validation_errors(
+                 (jsonb_build_object('allOf', jsonb_build_array(p.value))
+                  -- the definitions its references point into
+                  || case when job_type.params_schema ? '$defs'
+                          then jsonb_build_object('$defs', job_type.params_schema -> '$defs') else '{}' end
+                  || case when job_type.params_schema ? 'definitions'
+                          then jsonb_build_object('definitions', job_type.params_schema -> 'definitions') else '{}' end
+                 )::json,
+                 (new.payload -> p.key)::json)) as m
+         where new.payload ? p.key
+      ), found as (
+        select * from problem
+        union all
+        -- What no single property explains (a rule over the whole object).
+        select 4, 'parameters', m
+          from unnest(extensions.jsonschema_validation_errors(job_type.params_schema::json, new.payload::json)) as m
+         where not exists (select from problem)
+      )
+      select coalesce(jsonb_agg(jsonb_build_object('field', field, 'message', message)
+                                order by n, field collate "C"), '[]')
+        into problems
+        from found;
+    raise exception 'invalid parameters for job type "%": %', new.job_type,
+      (select string_agg(p ->> 'field' || ': ' || (p ->> 'message'), '; ')
+         from jsonb_array_elements(problems) as p)
+      using errcode = '22023',
+            detail = problems::text,
+            hint = format('the parameters of "%s": %s', new.job_type, coalesce(
+              (select string_agg(k, ', ' order by k)
+                 from jsonb_object_keys(job_type.params_schema -> 'properties') as k),
+              'none'));
   end if;
 
   new.status := 'pending';

@@ -1,7 +1,18 @@
--- The doorbell: one signed request to the runtime's webhook per 500 due jobs.
+-- The doorbell: one signed request to the runtime's webhook per 500 due jobs, and under load
+-- one for many inserts.
 --
 -- The webhook is a doorbell, not a delivery guarantee: pg_net sends once, after commit, without
 -- retries, so a lost ring only delays a job (the sweep rings again, 07_sweep.sql).
+--
+-- A ring tells the runners to drain: they claim due jobs of its types until none are left, not
+-- only the ids it names. So an insert need not ring when another rang a moment ago, and inserts
+-- share doorbells past settings.max_doorbells_per_second (pg_net's pace is about 200 a
+-- second; beyond it requests time out, supabase/pg_net issue 179). An insert rings when it can
+-- take the doorbell's turn (jobhook.take_doorbell_turn): at a few jobs a second, every insert;
+-- under load, one per interval, whoever comes first. Taking the turn never waits. A job whose
+-- insert did not ring, and that no drain has claimed a second later (its ringer rolled back, or
+-- committed before it and the drain ran dry first), is rung for by jobhook.dispatch_due, which
+-- the runtime calls every second.
 --
 -- Requests are queued in pg_net by a role with a client's rights only, and never while a trigger
 -- sits on its queue. pg_net grants its tables to PUBLIC, TRIGGER included (sql/pg_net.sql, its
@@ -198,9 +209,48 @@ begin
 end;
 $$;
 
+-- How many inserts shared another's doorbell instead of ringing their own. A sequence: counted
+-- without a lock or a shared row, outside the transaction. A runner reads it with each claim and
+-- drains what is due only when it moved, so a ring that shared nothing costs no extra query.
+create sequence if not exists jobhook.shared_doorbells;
+comment on sequence jobhook.shared_doorbells is
+  'Inserts whose jobs a doorbell rung by another announced; runners drain when it moves.';
+revoke all on sequence jobhook.shared_doorbells from public, anon, authenticated;
+grant select on sequence jobhook.shared_doorbells to service_role;
+
+-- Whether this transaction may ring now: when the last doorbell is at least 1 /
+-- max_doorbells_per_second old. The turn is a row lock taken with SKIP LOCKED, so an insert
+-- never waits for another: while one transaction holds the turn (it rang and has not committed
+-- yet), the others do not ring, and their jobs are announced by its ring, or, should it roll
+-- back, by the every-second jobhook.dispatch_due.
+create or replace function jobhook.take_doorbell_turn()
+returns boolean
+language plpgsql
+set search_path = ''
+as $$
+declare
+  last_rung timestamptz;
+  per_second integer;
+begin
+  select l.rung_at into last_rung
+    from jobhook.locks l
+   where l.name = 'doorbell'
+     for update skip locked;
+  if not found then
+    return false;
+  end if;
+  select s.max_doorbells_per_second into per_second from jobhook.settings s;
+  if last_rung > clock_timestamp() - make_interval(secs => 1.0 / per_second) then
+    return false;
+  end if;
+  update jobhook.locks l set rung_at = clock_timestamp() where l.name = 'doorbell';
+  return true;
+end;
+$$;
+
 -- Statement trigger: one doorbell for all due rows of the statement (the row trigger in
--- 03_enqueue.sql marked them). Security definer because it reads Vault, which clients must
--- never see.
+-- 03_enqueue.sql marked them), unless another insert holds the doorbell's turn. Security
+-- definer because it reads Vault, which clients must never see.
 create or replace function jobhook.jobs_dispatch()
 returns trigger
 language plpgsql
@@ -212,7 +262,15 @@ declare
                   from inserted i
                  where i.dispatch_count > 0);
 begin
-  if due is not null and jobhook.dispatch(due) = 0 then
+  if due is null then
+    return null;
+  end if;
+  if not jobhook.take_doorbell_turn() then
+    -- Announced by the doorbell another insert rang (or rings), or by dispatch_due.
+    perform nextval('jobhook.shared_doorbells');
+    return null;
+  end if;
+  if jobhook.dispatch(due) = 0 then
     -- Nothing went out (Vault is not configured): take back the marks the row trigger made,
     -- so these jobs count as never delivered rather than as delivered and ignored.
     update public.jobs j
@@ -234,6 +292,7 @@ revoke execute on function
   jobhook.webhook_config(),
   jobhook.sign_webhook(text, text, bigint, text),
   jobhook.dispatch(jsonb),
+  jobhook.take_doorbell_turn(),
   jobhook.jobs_dispatch()
 from public;
 grant execute on function

@@ -4,8 +4,12 @@
 -- lease expired and whose job was retried by another runner matches no row and writes nothing.
 -- These functions run as the caller and are executable by service_role (and the owner) only.
 --
--- What names its jobs by id (claim, complete_many, heartbeat, fail, release, cancel) finds them
--- by primary key, whatever the statistics say.
+-- Every attempt ends through jobhook.finish_attempts, the one statement that writes what each
+-- end (completed, failed, released, cancelled) leaves on the row; complete, complete_many, fail,
+-- release, acknowledge_cancel and the sweep's lease rescue only say which attempts end and how.
+--
+-- What names its jobs by id (claim, heartbeat, finish_attempts and its callers, request_cancel)
+-- finds them by primary key, whatever the statistics say.
 --
 -- A queue's statistics are always out of date: ANALYZE saw a quiet table, then a burst brought
 -- twenty thousand due jobs and two thousand started. Estimating the partial status indexes at a
@@ -53,7 +57,7 @@ as $$
 $$;
 
 -- Where a failed attempt leads: cancelled when the owner asked to cancel meanwhile, pending again
--- while it may be retried, failed otherwise. Shared by jobhook.fail and the sweep's lease rescue.
+-- while it may be retried, failed otherwise: a failed end in jobhook.finish_attempts.
 create or replace function jobhook.status_after_failure(
   cancel_requested_at timestamptz,
   retryable boolean,
@@ -128,11 +132,107 @@ begin
 end;
 $$;
 
+-- How an attempt ended, as the runner (or the sweep) reports it.
+--   completed: the handler returned; the job is completed with its result.
+--   failed:    it raised, timed out or lost its lease; the job is retried after backoff while
+--              attempts last and the error is retryable, failed otherwise.
+--   released:  a runner shutting down handed it back unspent (jobhook.release explains).
+--   cancelled: the runner stopped it because the owner asked to cancel.
+-- Whatever the end, a job whose owner asked to cancel meanwhile becomes cancelled rather than
+-- pending again.
+create type jobhook.attempt_end as enum ('completed', 'failed', 'released', 'cancelled');
+
+-- One attempt to finish: the fence (job_id, attempt), how it ended, and what to record. The
+-- fields an end does not use are null.
+create type jobhook.finished_attempt as (
+  job_id uuid,
+  attempt integer,
+  ended jobhook.attempt_end,
+  result jsonb,             -- completed: the handler's result
+  progress_message text,    -- completed: the last progress message not yet written
+  message text,             -- failed, released: the message of the entry appended to `errors`
+  retryable boolean,        -- failed: whether another attempt may follow
+  kind text                 -- failed, released: the entry's jobhook.failure_kind
+);
+
+-- The one way an attempt ends: processing -> completed, pending, failed or cancelled, for many
+-- attempts in one statement. complete, complete_many, fail, release, acknowledge_cancel and the
+-- sweep's lease rescue all end their attempts here, so what each end writes is decided in this
+-- one place. Each attempt is fenced on (id, attempt, status = 'processing'), and a cancelled end
+-- also on the owner's request; returns the jobs it finished and their status afterwards. A job
+-- missing from the answer is not that attempt's any more (the lease expired and the job moved
+-- on, or it never was) and is left untouched.
+--
+-- The status afterwards is computed in the SET clause, from the version of the row being
+-- updated: an owner's cancel request that commits while this statement waits for the row is
+-- seen (PostgreSQL evaluates the assignments again on the newest version), so no pre-lock is
+-- needed. Ids come from the attempts first, so the table is read by `id = any` however the
+-- planner joins the rest.
+create or replace function jobhook.finish_attempts(attempts jobhook.finished_attempt[])
+returns table (job_id uuid, status public.job_status)
+language plpgsql
+set search_path = ''
+set enable_seqscan = off
+set jit = off
+set plan_cache_mode = force_generic_plan
+as $$
+#variable_conflict use_column
+begin
+  return query
+    update public.jobs j
+       set (status, run_at, finished_at) = (
+             select decided.status,
+                    case when decided.status <> 'pending' then j.run_at
+                         when a.ended = 'released' then now()  -- due at once, nothing spent
+                         else now() + jobhook.backoff(j.job_type, j.attempt)
+                    end,
+                    case when decided.status = 'pending' then null else now() end
+               from (select case a.ended
+                              when 'completed' then 'completed'
+                              when 'cancelled' then 'cancelled'
+                              when 'released' then
+                                case when j.cancel_requested_at is null then 'pending'
+                                     else 'cancelled' end::public.job_status
+                              else jobhook.status_after_failure(
+                                     j.cancel_requested_at, a.retryable, j.attempt, j.max_attempts)
+                            end::public.job_status as status) decided),
+           progress = case when a.ended = 'completed' then 100 else j.progress end,
+           progress_message = case when a.ended = 'completed'
+                                   then coalesce(left(a.progress_message, 1000), j.progress_message)
+                                   else j.progress_message end,
+           result = case when a.ended = 'completed' then a.result else j.result end,
+           error = case a.ended when 'completed' then null
+                                when 'failed' then a.message
+                                else j.error end,
+           errors = case when a.ended in ('failed', 'released')
+                         then j.errors || jobhook.error_entry(j.attempt, a.message, a.kind)
+                         else j.errors end,
+           -- A released attempt costs nothing: the budget grows by one, and the job waits for a
+           -- new doorbell of its own.
+           max_attempts = case when a.ended = 'released' then j.max_attempts + 1
+                               else j.max_attempts end,
+           dispatch_count = case when a.ended = 'released' then 0 else j.dispatch_count end,
+           dispatched_at = case when a.ended = 'released' then null else j.dispatched_at end,
+           -- The runner that finished a job stays on the row; one handed back or failed does not.
+           worker_id = case when a.ended in ('failed', 'released') then null
+                            else j.worker_id end,
+           updated_at = now(),
+           lease_expires_at = null
+      from unnest(finish_attempts.attempts) a
+     where j.id = any (array(select f.job_id from unnest(finish_attempts.attempts) f))
+       and j.id = a.job_id
+       and j.attempt = a.attempt
+       and j.status::text = 'processing'  -- as text: see the top of this file
+       and (a.ended <> 'cancelled' or j.cancel_requested_at is not null)
+    returning j.id, j.status;
+end;
+$$;
+
 -- processing -> completed for many attempts in one statement: each element of `outcomes` is
 -- {"id", "attempt", "result", "progress_message"}, the result and the last progress message the
 -- runner had not written yet. Returns the ids completed; an id missing from the answer was no
--- longer that attempt's (its lease expired and the job moved on) and is left untouched. A runner
--- finishing many short jobs writes them back together instead of one round trip each.
+-- longer that attempt's and is left untouched. A runner finishing many short jobs writes them
+-- back together instead of one round trip each.
 create or replace function jobhook.complete_many(outcomes jsonb)
 returns setof uuid
 language plpgsql
@@ -143,23 +243,12 @@ set plan_cache_mode = force_generic_plan
 as $$
 begin
   return query
-    update public.jobs j
-       set status = 'completed',
-           progress = 100,
-           progress_message = coalesce(left(o.progress_message, 1000), j.progress_message),
-           result = o.result,
-           error = null,
-           finished_at = now(),
-           updated_at = now(),
-           lease_expires_at = null
-      from jsonb_to_recordset(complete_many.outcomes)
-             as o (id uuid, attempt integer, result jsonb, progress_message text)
-     where j.id = any (array(select (e ->> 'id')::uuid
-                                from jsonb_array_elements(complete_many.outcomes) e))
-       and j.id = o.id
-       and j.attempt = o.attempt
-       and j.status::text = 'processing'  -- as text: see the top of this file
-    returning j.id;
+    select f.job_id
+      from jobhook.finish_attempts(array(
+             select row(o.id, o.attempt, 'completed', o.result, o.progress_message,
+                        null, null, null)::jobhook.finished_attempt
+               from jsonb_to_recordset(complete_many.outcomes)
+                      as o (id uuid, attempt integer, result jsonb, progress_message text))) f;
 end;
 $$;
 
@@ -175,9 +264,9 @@ language sql
 set search_path = ''
 as $$
   select exists (
-    select from jobhook.complete_many(jsonb_build_array(jsonb_build_object(
-      'id', job_id, 'attempt', attempt, 'result', result, 'progress_message', progress_message
-    )))
+    select from jobhook.finish_attempts(array[row(
+      job_id, attempt, 'completed', result, progress_message, null, null, null
+    )::jobhook.finished_attempt])
   )
 $$;
 
@@ -198,36 +287,15 @@ set enable_seqscan = off
 set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
-#variable_conflict use_column
 declare
   new_status public.job_status;
-  error_text text := left(coalesce(fail.message, 'unknown error'), 4000);
 begin
-  -- The row is locked first so its next status is decided on the version being updated.
-  with decided as (
-    select j.id,
-           jobhook.status_after_failure(
-             j.cancel_requested_at, fail.retryable, j.attempt, j.max_attempts) as status
-      from public.jobs j
-     where j.id = fail.job_id
-       and j.attempt = fail.attempt
-       and j.status::text = 'processing'  -- as text: see the top of this file
-       for update
-  )
-  update public.jobs j
-     set status = decided.status,
-         run_at = case when decided.status = 'pending'
-                       then now() + jobhook.backoff(j.job_type, j.attempt)
-                       else j.run_at end,
-         finished_at = case when decided.status = 'pending' then null else now() end,
-         error = error_text,
-         errors = j.errors || jobhook.error_entry(j.attempt, error_text, coalesce(fail.kind, 'error')),
-         updated_at = now(),
-         lease_expires_at = null,
-         worker_id = null
-    from decided
-   where j.id = decided.id
-  returning j.status into new_status;
+  select f.status into new_status
+    from jobhook.finish_attempts(array[row(
+           fail.job_id, fail.attempt, 'failed', null, null,
+           left(coalesce(fail.message, 'unknown error'), 4000), fail.retryable,
+           coalesce(fail.kind, 'error')
+         )::jobhook.finished_attempt]) f;
   return new_status;
 end;
 $$;
@@ -257,36 +325,23 @@ set enable_seqscan = off
 set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
-#variable_conflict use_column
 declare
   new_status public.job_status;
-  message text := 'released: ' || left(coalesce(release.reason, 'no reason given'), 1000);
 begin
-  update public.jobs j
-     set status = case when j.cancel_requested_at is null then 'pending' else 'cancelled' end
-                    ::public.job_status,
-         max_attempts = j.max_attempts + 1,
-         run_at = case when j.cancel_requested_at is null then now() else j.run_at end,
-         finished_at = case when j.cancel_requested_at is null then null else now() end,
-         dispatch_count = 0,
-         dispatched_at = null,
-         errors = j.errors || jobhook.error_entry(j.attempt, message, 'released'),
-         updated_at = now(),
-         lease_expires_at = null,
-         worker_id = null
-   where j.id = release.job_id
-     and j.attempt = release.attempt
-     -- as text, so no partial index fits and the lookup stays on the primary key
-     and j.status::text = 'processing'
-  returning j.status into new_status;
+  select f.status into new_status
+    from jobhook.finish_attempts(array[row(
+           release.job_id, release.attempt, 'released', null, null,
+           'released: ' || left(coalesce(release.reason, 'no reason given'), 1000), null,
+           'released'
+         )::jobhook.finished_attempt]) f;
   return new_status;
 end;
 $$;
 
 -- A cancel request from the owner (supabase-js `update({cancel_requested_at: ...})`) or from
--- jobhook.cancel: a pending job is cancelled at once; a processing job keeps running until its
--- runner sees the flag on its next heartbeat. The request's time is the server's, and it cannot
--- be withdrawn.
+-- jobhook.request_cancel: a pending job is cancelled at once; a processing job keeps running
+-- until its runner sees the flag on its next heartbeat. The request's time is the server's, and
+-- it cannot be withdrawn.
 create or replace function jobhook.jobs_on_cancel_request()
 returns trigger
 language plpgsql
@@ -314,10 +369,10 @@ create trigger jobs_on_cancel_request
   when (new.cancel_requested_at is distinct from old.cancel_requested_at)
   execute function jobhook.jobs_on_cancel_request();
 
--- Without attempt: a cancel request (pending -> cancelled now, processing -> flagged).
--- With attempt: the runner acknowledging that it stopped a flagged job (processing -> cancelled).
--- Returns the job's status afterwards, or null when there was nothing to cancel.
-create or replace function jobhook.cancel(job_id uuid, attempt integer default null)
+-- Ask to cancel, as the owner's update does (jobs_on_cancel_request above): a pending job is
+-- cancelled now, a processing one is flagged for its runner. Returns the job's status
+-- afterwards, or null when there was nothing to cancel (no such job, finished, or asked already).
+create or replace function jobhook.request_cancel(job_id uuid)
 returns public.job_status
 language plpgsql
 set search_path = ''
@@ -329,27 +384,48 @@ as $$
 declare
   new_status public.job_status;
 begin
-  if cancel.attempt is null then
-    update public.jobs j
-       set cancel_requested_at = now()
-     where j.id = cancel.job_id
-       and j.status::text in ('pending', 'processing')  -- as text: see the top of this file
-       and j.cancel_requested_at is null
-    returning j.status into new_status;
-  else
-    update public.jobs j
-       set status = 'cancelled',
-           finished_at = now(),
-           updated_at = now(),
-           lease_expires_at = null
-     where j.id = cancel.job_id
-       and j.attempt = cancel.attempt
-       and j.status::text = 'processing'  -- as text: see the top of this file
-       and j.cancel_requested_at is not null
-    returning j.status into new_status;
-  end if;
+  update public.jobs j
+     set cancel_requested_at = now()
+   where j.id = request_cancel.job_id
+     and j.status::text in ('pending', 'processing')  -- as text: see the top of this file
+     and j.cancel_requested_at is null
+  returning j.status into new_status;
   return new_status;
 end;
+$$;
+
+-- processing -> cancelled: the runner acknowledging that it stopped an attempt whose owner asked
+-- to cancel. Returns 'cancelled', or null when the attempt is no longer this runner's or no
+-- cancel was requested.
+create or replace function jobhook.acknowledge_cancel(job_id uuid, attempt integer)
+returns public.job_status
+language plpgsql
+set search_path = ''
+set enable_seqscan = off
+set jit = off
+set plan_cache_mode = force_generic_plan
+as $$
+declare
+  new_status public.job_status;
+begin
+  select f.status into new_status
+    from jobhook.finish_attempts(array[row(
+           acknowledge_cancel.job_id, acknowledge_cancel.attempt, 'cancelled',
+           null, null, null, null, null
+         )::jobhook.finished_attempt]) f;
+  return new_status;
+end;
+$$;
+
+-- The two cancel transitions under the one name clients have called since the start: without
+-- attempt, jobhook.request_cancel; with it, jobhook.acknowledge_cancel.
+create or replace function jobhook.cancel(job_id uuid, attempt integer default null)
+returns public.job_status
+language sql
+set search_path = ''
+as $$
+  select case when attempt is null then jobhook.request_cancel(job_id)
+              else jobhook.acknowledge_cancel(job_id, attempt) end
 $$;
 
 revoke execute on function
@@ -357,11 +433,14 @@ revoke execute on function
   jobhook.status_after_failure(timestamptz, boolean, integer, integer),
   jobhook.error_entry(integer, text, text),
   jobhook.heartbeat(uuid, integer, integer, text),
+  jobhook.finish_attempts(jobhook.finished_attempt[]),
   jobhook.complete_many(jsonb),
   jobhook.complete(uuid, integer, jsonb, text),
   jobhook.fail(uuid, integer, text, boolean, text),
   jobhook.release(uuid, integer, text),
   jobhook.jobs_on_cancel_request(),
+  jobhook.request_cancel(uuid),
+  jobhook.acknowledge_cancel(uuid, integer),
   jobhook.cancel(uuid, integer)
 from public;
 grant execute on function
@@ -369,9 +448,12 @@ grant execute on function
   jobhook.status_after_failure(timestamptz, boolean, integer, integer),
   jobhook.error_entry(integer, text, text),
   jobhook.heartbeat(uuid, integer, integer, text),
+  jobhook.finish_attempts(jobhook.finished_attempt[]),
   jobhook.complete_many(jsonb),
   jobhook.complete(uuid, integer, jsonb, text),
   jobhook.fail(uuid, integer, text, boolean, text),
   jobhook.release(uuid, integer, text),
+  jobhook.request_cancel(uuid),
+  jobhook.acknowledge_cancel(uuid, integer),
   jobhook.cancel(uuid, integer)
 to service_role;

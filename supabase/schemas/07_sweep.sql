@@ -10,6 +10,12 @@
 -- so they start promptly. With include_lost (the sweep), jobs whose last delivery is older than
 -- redispatch_after_seconds are rung again too: their doorbell was lost. All go out together, 500
 -- per request. Returns the number of jobs rung.
+--
+-- With none of those, it rings once for jobs due for over a second and still pending: inserts
+-- that shared a doorbell (04_doorbell.sql) whose drain ran dry before they committed, or whose
+-- ringer rolled back; users waiting for their running cap; a backlog the runners have no room
+-- for. That ring counts no delivery (nothing says one was lost); one call rings at most once, and
+-- the runtime calls it once a second.
 create or replace function jobhook.dispatch_due(include_lost boolean default false, max_jobs integer default 50000)
 returns integer
 language plpgsql
@@ -56,6 +62,22 @@ begin
          for update skip locked);
   end if;
   if cardinality(picked) = 0 then
+    select jsonb_agg(jsonb_build_object('id', w.id, 'job_type', w.job_type) order by w.run_at)
+      into due
+      from (select j.id, j.job_type, j.run_at
+              from public.jobs j
+             where j.status = 'pending'
+               and j.run_at <= now() - interval '1 second'
+               and j.cancel_requested_at is null
+             order by j.run_at
+             limit 100) w;
+    -- Not when a doorbell rang within the second: its drain is at work. The doorbell's last
+    -- committed ring, read without its lock: should a transaction hold the turn and stall (an
+    -- insert in a long transaction), inserts do not ring meanwhile, and this still does.
+    if due is not null and (select l.rung_at is null or l.rung_at < clock_timestamp() - interval '1 second'
+                              from jobhook.locks l where l.name = 'doorbell') then
+      perform jobhook.dispatch(due);
+    end if;
     return 0;
   end if;
   -- Without the Vault secrets nothing can be sent: mark nothing, so no job counts a delivery
@@ -131,92 +153,80 @@ begin
   end if;
 
   -- 1. Expired leases: the runner stopped heartbeating (killed, or cut off from the database).
-  -- The attempt counts as failed and is retried like any retryable failure.
-  with expired as (
-    select j.id,
-           jobhook.status_after_failure(j.cancel_requested_at, true, j.attempt, j.max_attempts)
-             as status,
-           'lease expired: the runner stopped heartbeating during attempt ' || j.attempt
-             || ' (worker ' || coalesce(j.worker_id, 'unknown') || ')' as message
-      from public.jobs j
-     where j.status = 'processing'
-       and j.lease_expires_at < now()
-       for update skip locked
-  )
-  update public.jobs j
-     set status = expired.status,
-         run_at = case when expired.status = 'pending'
-                       then now() + jobhook.backoff(j.job_type, j.attempt)
-                       else j.run_at end,
-         finished_at = case when expired.status = 'pending' then null else now() end,
-         error = expired.message,
-         errors = j.errors || jobhook.error_entry(j.attempt, expired.message, 'lease_expired'),
-         updated_at = now(),
-         lease_expires_at = null,
-         worker_id = null
-    from expired
-   where j.id = expired.id;
-  get diagnostics rescued = row_count;
+  -- The attempt ends as a retryable failure, through the path every attempt ends by.
+  select count(*) into rescued
+    from jobhook.finish_attempts(array(
+           select row(j.id, j.attempt, 'failed', null, null,
+                      'lease expired: the runner stopped heartbeating during attempt ' || j.attempt
+                        || ' (worker ' || coalesce(j.worker_id, 'unknown') || ')',
+                      true, 'lease_expired')::jobhook.finished_attempt
+             from public.jobs j
+            where j.status = 'processing'
+              and j.lease_expires_at < now()
+              for update skip locked));
 
-  -- 2. Pending jobs delivered max_dispatches times without a runner claiming them: the endpoint
-  -- is down or refusing. Fail them with the reason rather than ring forever; not while pg_net
-  -- is not sending, when those deliveries may never have left the database.
+  -- 2. Pending jobs that will not start by themselves, failed saying why, in one pass over the
+  -- due ones:
+  -- * undelivered: rung max_dispatches times without a runner claiming them, the last ring long
+  --   enough ago: the endpoint is down or refusing. Not while pg_net is not sending, when those
+  --   deliveries may never have left the database.
+  -- * not_started: due for longer than stuck_timeout_minutes, with the reason pg_net gives, if
+  --   it gives one.
+  -- A job that is both counts as undelivered. A job waiting for its user's running cap was
+  -- delivered; it waits its turn.
   with given_up as (
-    select j.id,
-           'not picked up after ' || j.dispatch_count || ' deliveries of the webhook; '
-             || 'check that the endpoint is up (net._http_response has the replies)' as message
-      from public.jobs j
-     where not stalled
-       and j.status = 'pending'
-       and j.run_at <= now()
-       and j.dispatch_count >= s.max_dispatches
-       and j.dispatched_at < now() - make_interval(secs => s.redispatch_after_seconds)
-       -- a job waiting for its user's running cap was delivered; it waits its turn
-       and coalesce(jobhook.room_for_user(j.job_type, j.user_id), 1) > 0
+    select p.id, p.kind, p.dispatch_count
+      from (select j.id, j.job_type, j.user_id, j.dispatch_count,
+                   case when not stalled
+                             and j.dispatch_count >= s.max_dispatches
+                             and j.dispatched_at < now() - make_interval(secs => s.redispatch_after_seconds)
+                        then 'undelivered'
+                        when j.run_at < now() - make_interval(mins => s.stuck_timeout_minutes)
+                        then 'not_started'
+                   end as kind
+              from public.jobs j
+             where j.status = 'pending'
+               and j.run_at <= now()) p
+     where p.kind is not null
+       and coalesce(jobhook.room_for_user(p.job_type, p.user_id), 1) > 0
        for update skip locked
+  ), failed as (
+    update public.jobs j
+       set status = 'failed',
+           finished_at = now(),
+           error = said.message,
+           errors = j.errors || jobhook.error_entry(j.attempt, said.message, given_up.kind),
+           updated_at = now()
+      from given_up
+     cross join lateral (
+           select case given_up.kind
+                    when 'undelivered' then
+                      'not picked up after ' || given_up.dispatch_count || ' deliveries of the '
+                        || 'webhook; check that the endpoint is up (net._http_response has the '
+                        || 'replies)'
+                    else
+                      'not started within ' || s.stuck_timeout_minutes || ' minutes of being due'
+                        || case when stalled
+                                then ': pg_net has sent nothing for over '
+                                     || s.redispatch_after_seconds || ' s and ' || waiting
+                                     || ' request(s) wait in its queue; check that its worker'
+                                     || ' is running (select net.check_worker_is_up())'
+                                else ' (' || given_up.dispatch_count || ' deliveries)'
+                           end
+                  end as message) said
+     where j.id = given_up.id
+    returning given_up.kind
   )
-  update public.jobs j
-     set status = 'failed',
-         finished_at = now(),
-         error = given_up.message,
-         errors = j.errors || jobhook.error_entry(j.attempt, given_up.message, 'undelivered'),
-         updated_at = now()
-    from given_up
-   where j.id = given_up.id;
-  get diagnostics undelivered = row_count;
+  select count(*) filter (where failed.kind = 'undelivered'),
+         count(*) filter (where failed.kind = 'not_started')
+    into undelivered, not_started
+    from failed;
 
-  -- 3. Pending jobs due for longer than stuck_timeout_minutes without starting, with the reason
-  -- pg_net gives, if it gives one.
-  with stale as (
-    select j.id,
-           'not started within ' || s.stuck_timeout_minutes || ' minutes of being due'
-             || case when stalled
-                     then ': pg_net has sent nothing for over ' || s.redispatch_after_seconds
-                          || ' s and ' || waiting || ' request(s) wait in its queue; check'
-                          || ' that its worker is running (select net.check_worker_is_up())'
-                     else ' (' || j.dispatch_count || ' deliveries)'
-                end as message
-      from public.jobs j
-     where j.status = 'pending'
-       and j.run_at < now() - make_interval(mins => s.stuck_timeout_minutes)
-       and coalesce(jobhook.room_for_user(j.job_type, j.user_id), 1) > 0
-       for update skip locked
-  )
-  update public.jobs j
-     set status = 'failed',
-         finished_at = now(),
-         error = stale.message,
-         errors = j.errors || jobhook.error_entry(j.attempt, stale.message, 'not_started'),
-         updated_at = now()
-    from stale
-   where j.id = stale.id;
-  get diagnostics not_started = row_count;
-
-  -- 4. Ring again what is due and was never rung since (delayed jobs, retries after backoff) or,
+  -- 3. Ring again what is due and was never rung since (delayed jobs, retries after backoff) or,
   -- while pg_net sends, whose last ring is old enough to count as lost.
   dispatched := jobhook.dispatch_due(include_lost => not stalled);
 
-  -- 5. Retention, in a bounded batch so one run never holds locks for long; the next run
+  -- 4. Retention, in a bounded batch so one run never holds locks for long; the next run
   -- continues where this one stopped.
   with old as (
     select j.id
@@ -232,7 +242,7 @@ begin
    where j.id = old.id;
   get diagnostics pruned = row_count;
 
-  -- 6. pg_cron keeps a row per run forever (cron.job_run_details): prune the sweep's own, as
+  -- 5. pg_cron keeps a row per run forever (cron.job_run_details): prune the sweep's own, as
   -- jobs are pruned. Its policy lets the job's owner delete them.
   delete from cron.job_run_details d
    where d.jobid in (select c.jobid from cron.job c where c.jobname = 'jobhook-sweep')

@@ -159,6 +159,8 @@ async def test_jobs_inserted_while_the_endpoint_is_down_are_redelivered(chaos: C
 
 async def test_requests_wait_in_the_queue_while_the_delivery_worker_is_down(chaos: Chaos) -> None:
     chaos.start_app(delivery=False)
+    # Two inserts in a row, each with its own doorbell: above the pace's rate.
+    chaos.sql("update jobhook.settings set max_doorbells_per_second = 10000")
     enqueue(chaos, "sleepy", [{"sleep_on_attempts": []} for _ in range(3)])
     enqueue(chaos, "sleepy", [{"sleep_on_attempts": []} for _ in range(2)])
     assert chaos.sql("select count(*) from net.http_request_queue")[0][0] == 2

@@ -35,14 +35,14 @@ create unlogged table net._http_response (
 
 create index on net._http_response (created);
 
--- Upstream asks pg_stat_activity for the background worker; the delivery worker identifies
--- itself with this application_name.
+-- Upstream asks pg_stat_activity for the background worker by its backend type (sql/pg_net.sql:21-30);
+-- the delivery worker is a client, and names itself as pg_net's worker does (src/worker.c:259).
 create function net.check_worker_is_up()
 returns void
 language plpgsql
 as $$
 begin
-  if not exists (select from pg_stat_activity where application_name = 'pg_net worker') then
+  if not exists (select from pg_stat_activity where application_name = 'pg_net 0.20.4') then
     raise exception using
       message = 'the pg_net background worker is not up',
       detail = 'the pg_net background worker is down due to an internal error and cannot process requests',
@@ -50,37 +50,217 @@ begin
   end if;
 end
 $$;
+comment on function net.check_worker_is_up() is 'raises an exception if the pg_net background worker is not up, otherwise it doesn''t return anything';
 
-create function net.wake()
-returns void
-language sql
+-- Polls for the response every 50 ms, as upstream (sql/pg_net.sql:50-73).
+create function net._await_response(request_id bigint)
+returns bool
+language plpgsql
 as $$
-  select pg_notify('pg_net_wake', '')
+begin
+  while not exists (select from net._http_response r where r.id = request_id) loop
+    perform pg_sleep(0.05);
+  end loop;
+  return true;
+end
 $$;
 
--- Percent-encoding as curl_easy_escape: everything but unreserved characters (RFC 3986).
+-- Percent-encoding as curl_escape (src/util.c:11-22): everything but unreserved characters
+-- (RFC 3986), and NULL for NULL, so a parameter whose value is null is dropped from the URL.
 create function net._urlencode_string(string varchar)
 returns text
 language sql
 immutable
 as $$
-  select coalesce(string_agg(
-    case when ch ~ '^[A-Za-z0-9_.~-]$' then ch
-         else upper(regexp_replace(encode(convert_to(ch, 'UTF8'), 'hex'), '(..)', '%\1', 'g'))
-    end, '' order by n), '')
-  from regexp_split_to_table(string, '') with ordinality as c (ch, n)
+  select case when string is null then null else (
+    select coalesce(string_agg(
+      case when ch ~ '^[A-Za-z0-9_.~-]$' then ch
+           else upper(regexp_replace(encode(convert_to(ch, 'UTF8'), 'hex'), '(..)', '%\1', 'g'))
+      end, '' order by n), '')
+    from regexp_split_to_table(string, '') with ordinality as c (ch, n)
+  ) end
 $$;
 
+-- Upstream hands the URL to curl_url_set(CURLUPART_URL, url, 0) and appends each non-null
+-- parameter with CURLU_APPENDQUERY (src/util.c:24-56), so a URL curl cannot parse fails the
+-- calling statement with 'invalid URL "<url>": <curl_url_strerror>' (src/errors.h:30-35), and
+-- the URL queued is curl's normalized form (scheme lowercased, "/" for an empty path, dot
+-- segments removed, an empty port, query or fragment dropped). This is libcurl 7.88's parser
+-- for what a webhook URL can hold; tests/test_pgnet_url.py holds it against libcurl itself.
 create function net._encode_url_with_params_array(url text, params_array text[])
 returns text
-language sql
+language plpgsql
 immutable
 as $$
-  select case
-    when coalesce(cardinality(params_array), 0) = 0 then url
-    when position('?' in url) > 0 then url || '&' || array_to_string(params_array, '&')
-    else url || '?' || array_to_string(params_array, '&')
-  end
+declare
+  scheme text;
+  rest text;
+  slashes int;
+  authority text;
+  userinfo text := null;
+  hostport text;
+  host text;
+  port text := '';
+  path text;
+  query text := null;
+  fragment text := null;
+  segments text[];
+  kept text[] := '{}';
+  i int;
+  param text;
+  fail text := null;
+begin
+  if url is null or params_array is null then
+    return null;
+  end if;
+  scheme := substring(url from '^([A-Za-z0-9+.-]{1,40}):');
+  if scheme is null then
+    fail := 'Bad scheme';
+  elsif lower(scheme) not in (
+    'dict', 'file', 'ftp', 'ftps', 'gopher', 'gophers', 'http', 'https', 'imap', 'imaps', 'ldap',
+    'ldaps', 'mqtt', 'pop3', 'pop3s', 'rtmp', 'rtmpe', 'rtmps', 'rtmpt', 'rtmpte', 'rtmpts',
+    'rtsp', 'scp', 'sftp', 'smb', 'smbs', 'smtp', 'smtps', 'telnet', 'tftp'
+  ) then
+    fail := 'Unsupported URL scheme';
+  end if;
+  if fail is null and lower(scheme) = 'file' then
+    return url;  -- pg_net refuses it when sending ("Unsupported protocol")
+  end if;
+  if fail is null then
+    rest := substr(url, length(scheme) + 2);
+    slashes := length(rest) - length(ltrim(rest, '/'));
+    if slashes not between 1 and 3 then
+      fail := 'Unsupported number of slashes following scheme';
+    end if;
+  end if;
+  if fail is null then
+    rest := substr(rest, slashes + 1);
+    authority := substring(rest from '^[^/?#]*');
+    rest := substr(rest, length(authority) + 1);
+    if position('@' in authority) > 0 then
+      userinfo := substring(authority from '^(.*)@');
+      hostport := substring(authority from '^.*@(.*)$');
+    else
+      hostport := authority;
+    end if;
+    if left(hostport, 1) = '[' then
+      host := substring(hostport from '^(\[[0-9A-Fa-f:.]+(%[^]]+)?\])');
+      if host is null then
+        fail := 'Bad IPv6 address';
+      else
+        port := substr(hostport, length(host) + 1);
+        if port <> '' and left(port, 1) <> ':' then
+          fail := 'Bad IPv6 address';
+        end if;
+        port := ltrim(port, ':');
+      end if;
+    else
+      host := split_part(hostport, ':', 1);
+      port := substr(hostport, length(host) + 2);
+    end if;
+  end if;
+  if fail is null and port <> '' and (port !~ '^[0-9]{1,5}$' or port::int > 65535) then
+    fail := 'Port number was not a decimal number between 0 and 65535';
+  end if;
+  if fail is null and host = '' then
+    fail := 'No host part in the URL';
+  end if;
+  if fail is null and host ~ '[[:space:][:cntrl:]/:#?!@{}\\$''"^`*<>=;,+&()%]' and left(host, 1) <> '[' then
+    fail := 'Bad hostname';
+  end if;
+  if fail is null then
+    path := substring(rest from '^[^?#]*');
+    rest := substr(rest, length(path) + 1);
+    if left(rest, 1) = '?' then
+      query := substring(rest from '^\?([^#]*)');
+      rest := substr(rest, length(query) + 2);
+    end if;
+    if left(rest, 1) = '#' then
+      fragment := substr(rest, 2);
+    end if;
+    if path ~ '[[:space:][:cntrl:]]' then
+      fail := 'Bad path';
+    elsif query ~ '[[:space:][:cntrl:]]' then
+      fail := 'Bad query';
+    elsif fragment ~ '[[:space:][:cntrl:]]' then
+      fail := 'Bad fragment';
+    end if;
+  end if;
+  if fail is not null then
+    raise exception using errcode = 'XX000', message = format('invalid URL "%s": %s', url, fail);
+  end if;
+
+  -- RFC 3986 5.2.4, as curl applies it without CURLU_PATH_AS_IS.
+  segments := string_to_array(substr(coalesce(nullif(path, ''), '/'), 2), '/');
+  for i in 1 .. coalesce(cardinality(segments), 0) loop
+    if segments[i] = '.' then
+      if i = cardinality(segments) then kept := kept || ''::text; end if;
+    elsif segments[i] = '..' then
+      kept := kept[1:cardinality(kept) - 1];
+      if i = cardinality(segments) then kept := kept || ''::text; end if;
+    else
+      kept := kept || segments[i];
+    end if;
+  end loop;
+  path := '/' || array_to_string(kept, '/');
+
+  query := nullif(query, '');
+  foreach param in array params_array loop
+    if param is not null then
+      query := case when query is null then param else query || '&' || param end;
+    end if;
+  end loop;
+
+  return lower(scheme) || '://'
+    || coalesce(userinfo || '@', '')
+    || host
+    || case when port <> '' then ':' || port else '' end
+    || path
+    || coalesce('?' || query, '')
+    || coalesce('#' || nullif(fragment, ''), '');
+end
+$$;
+
+-- Upstream reloads the configuration and tells its worker to start over (src/worker.c:62-70).
+-- A NOTIFY reaches the delivery worker only at commit; pg_reload_conf() is for superusers,
+-- where upstream's C code calls it for any caller, hence SECURITY DEFINER here.
+create function net.worker_restart()
+returns bool
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  reloaded bool := pg_catalog.pg_reload_conf();
+begin
+  perform pg_catalog.pg_notify('pg_net_wake', 'restart');
+  return reloaded;
+end
+$$;
+
+-- Upstream sleeps on a condition variable until its worker runs (src/worker.c:72-89), with no
+-- time limit; here it looks for the worker's session every 50 ms (with a fresh view of
+-- pg_stat_activity each time, which a transaction otherwise keeps).
+create function net.wait_until_running()
+returns void
+language plpgsql
+as $$
+begin
+  loop
+    perform pg_stat_clear_snapshot();
+    exit when exists (select from pg_stat_activity where application_name = 'pg_net 0.20.4');
+    perform pg_sleep(0.05);
+  end loop;
+end
+$$;
+comment on function net.wait_until_running() is 'waits until the worker is running';
+
+-- src/worker.c:94-131: the worker is woken at commit, never for a rolled-back transaction.
+create function net.wake()
+returns void
+language sql
+as $$
+  select pg_notify('pg_net_wake', '')
 $$;
 
 create function net.http_get(
@@ -194,6 +374,7 @@ create type net.http_response_result as (
   response net.http_response
 );
 
+-- sql/pg_net.sql:288-337.
 create function net._http_collect_response(request_id bigint, async bool default true)
 returns net.http_response_result
 language plpgsql
@@ -202,12 +383,7 @@ declare
   rec net._http_response;
 begin
   if not async then
-    while rec is null loop
-      select * into rec from net._http_response where id = request_id;
-      if rec is null then
-        perform pg_sleep(0.05);
-      end if;
-    end loop;
+    perform net._await_response(request_id);
   end if;
 
   select * into rec from net._http_response where id = request_id;
@@ -220,17 +396,26 @@ begin
 end
 $$;
 
+-- Deprecated upstream (sql/pg_net.sql:339-353): it raises its notice, then fails, because its
+-- body runs a SELECT whose result goes nowhere ("query has no destination for result data").
+-- Mirrored as it behaves, so code that calls it fails here as it does on hosted Supabase.
+create function net.http_collect_response(request_id bigint, async bool default true)
+returns net.http_response_result
+language plpgsql
+as $$
+begin
+  raise notice 'The net.http_collect_response function is deprecated.';
+  select net._http_collect_response(request_id, async);
+end
+$$;
+
+-- Privileges as sql/pg_net.sql:355-357 leave them: the schema, tables and sequences to PUBLIC,
+-- and every function with PostgreSQL's default EXECUTE for PUBLIC. Since 0.12 the request
+-- functions are SECURITY INVOKER (sql/pg_net--0.11.0--0.12.0.sql), so a request is queued with
+-- the caller's rights. Supabase's image adds only USAGE on the schema for its own roles, at
+-- `create extension` (the event trigger in platform.sql, after supabase/postgres
+-- migrations/db/migrations/20250220051611_pg_net_perms_fix.sql, which from 0.12 on no longer
+-- makes the functions definer nor revokes them from PUBLIC).
 grant usage on schema net to public;
 grant all on all sequences in schema net to public;
 grant all on all tables in schema net to public;
-
--- Function security as upstream 0.20.4 leaves it: the request functions are SECURITY INVOKER
--- (since sql/pg_net--0.11.0--0.11.1.sql), so a request is queued with the caller's rights and a
--- trigger anyone attaches to the queue (the tables are granted to PUBLIC above) runs as that
--- caller. Supabase's image (supabase/postgres, extensions.grant_pg_net_access, run on
--- `create extension pg_net`) made them SECURITY DEFINER only for pg_net before 0.12; what it
--- still does is take execute away from PUBLIC and give it to its own roles, mirrored here.
-revoke all on function net.http_get(text, jsonb, jsonb, int) from public;
-revoke all on function net.http_post(text, jsonb, jsonb, jsonb, int) from public;
-grant execute on function net.http_get(text, jsonb, jsonb, int) to postgres, anon, authenticated, service_role;
-grant execute on function net.http_post(text, jsonb, jsonb, jsonb, int) to postgres, anon, authenticated, service_role;

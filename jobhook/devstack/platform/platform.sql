@@ -36,6 +36,38 @@ create schema if not exists extensions;
 grant usage on schema extensions to postgres, anon, authenticated, service_role;
 create extension if not exists pgcrypto with schema extensions;
 
+-- pg_net's grants on Supabase: at `create extension pg_net` an event trigger makes sure the role
+-- Database Webhooks run as exists and gives the API roles USAGE on schema net; from pg_net 0.12
+-- on it changes nothing else. Upstream: supabase/postgres
+-- migrations/db/migrations/20250220051611_pg_net_perms_fix.sql (extensions.grant_pg_net_access).
+create or replace function extensions.grant_pg_net_access()
+returns event_trigger
+language plpgsql
+as $$
+begin
+  if exists (
+    select from pg_event_trigger_ddl_commands() c
+      join pg_extension e on c.objid = e.oid
+     where e.extname = 'pg_net'
+  ) then
+    if not exists (select from pg_roles where rolname = 'supabase_functions_admin') then
+      create user supabase_functions_admin noinherit createrole login noreplication;
+    end if;
+    grant usage on schema net
+      to supabase_functions_admin, postgres, anon, authenticated, service_role;
+  end if;
+end
+$$;
+do $$
+begin
+  if not exists (select from pg_event_trigger where evtname = 'issue_pg_net_access') then
+    create event trigger issue_pg_net_access on ddl_command_end
+      when tag in ('CREATE EXTENSION')
+      execute function extensions.grant_pg_net_access();
+  end if;
+end
+$$;
+
 -- Auth. Upstream: supabase/postgres migrations/db/init-scripts/00000000000001-auth-schema.sql and
 -- supabase/auth migrations/20220224000811_update_auth_functions.up.sql (auth.jwt()). GoTrue owns
 -- many more columns on auth.users; the ones a project's foreign keys and RLS use are here.

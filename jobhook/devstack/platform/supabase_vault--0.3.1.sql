@@ -21,24 +21,67 @@ as $$
   select extensions.gen_random_bytes(16)
 $$;
 
-create function vault._crypto_aead_det_encrypt(message bytea, nonce bytea)
+-- Upstream's ciphertext is libsodium's deterministic AEAD over the secret, with the row's id as
+-- associated data (sql/supabase_vault--0.3.0.sql:40, 78, 109): a ciphertext copied to another
+-- row, or its nonce changed, fails to decrypt (src/pgsodium.c:132). Here: AES-256-CBC under
+-- the root key, then a 16-byte HMAC-SHA256 tag (the size of libsodium's, ABYTES) over the
+-- associated data, nonce and ciphertext under a key derived from the root key, key_id and
+-- context; the tag leads, the ciphertext follows. The bytes differ from upstream's, so a dump
+-- of vault.secrets moves only between databases of the same kind.
+create function vault._crypto_aead_det_mac(
+  ciphertext bytea, additional bytea, key_id bigint, context bytea, nonce bytea
+)
 returns bytea
 language sql
 stable
 security definer
 set search_path = ''
 as $$
-  select extensions.encrypt_iv(message, vault._root_key(), nonce, 'aes-cbc/pad:pkcs')
+  select substr(extensions.hmac(
+    pg_catalog.int4send(pg_catalog.length(additional)) || additional || nonce || ciphertext,
+    extensions.hmac(context || pg_catalog.int8send(key_id), vault._root_key(), 'sha256'),
+    'sha256'), 1, 16)
 $$;
 
-create function vault._crypto_aead_det_decrypt(message bytea, nonce bytea)
+create function vault._crypto_aead_det_encrypt(
+  message bytea, additional bytea, key_id bigint, context bytea = 'pgsodium', nonce bytea = null
+)
 returns bytea
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-  select extensions.decrypt_iv(message, vault._root_key(), nonce, 'aes-cbc/pad:pkcs')
+declare
+  ciphertext bytea := extensions.encrypt_iv(message, vault._root_key(), nonce, 'aes-cbc/pad:pkcs');
+begin
+  return vault._crypto_aead_det_mac(ciphertext, additional, key_id, context, nonce) || ciphertext;
+end
+$$;
+
+create function vault._crypto_aead_det_decrypt(
+  message bytea, additional bytea, key_id bigint, context bytea = 'pgsodium', nonce bytea = null
+)
+returns bytea
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  ciphertext bytea := substr(message, 17);
+begin
+  if pg_catalog.length(message) < 16 then
+    raise exception using errcode = 'XX000',
+      message = 'pgsodium_crypto_aead_det_decrypt_by_id: invalid message';
+  end if;
+  if substr(message, 1, 16)
+     <> vault._crypto_aead_det_mac(ciphertext, additional, key_id, context, nonce) then
+    raise exception using errcode = 'XX000',
+      message = 'pgsodium_crypto_aead_det_decrypt_by_id: invalid ciphertext';
+  end if;
+  return extensions.decrypt_iv(ciphertext, vault._root_key(), nonce, 'aes-cbc/pad:pkcs');
+end
 $$;
 
 create table vault.secrets (
@@ -61,8 +104,16 @@ select s.id,
   s.name,
   s.description,
   s.secret,
-  convert_from(vault._crypto_aead_det_decrypt(decode(s.secret, 'base64'), s.nonce), 'utf8')
-    as decrypted_secret,
+  convert_from(
+    vault._crypto_aead_det_decrypt(
+      message := decode(s.secret, 'base64'),
+      additional := convert_to(s.id::text, 'utf8'),
+      key_id := 0,
+      context := 'pgsodium'::bytea,
+      nonce := s.nonce
+    ),
+    'utf8'
+  ) as decrypted_secret,
   s.key_id,
   s.nonce,
   s.created_at,
@@ -88,7 +139,13 @@ begin
   values (new_secret, new_name, new_description)
   returning * into rec;
   update vault.secrets s
-     set secret = encode(vault._crypto_aead_det_encrypt(convert_to(rec.secret, 'utf8'), rec.nonce), 'base64')
+     set secret = encode(vault._crypto_aead_det_encrypt(
+           message := convert_to(rec.secret, 'utf8'),
+           additional := convert_to(s.id::text, 'utf8'),
+           key_id := 0,
+           context := 'pgsodium'::bytea,
+           nonce := rec.nonce
+         ), 'base64')
    where id = rec.id;
   return rec.id;
 end
@@ -110,7 +167,13 @@ as $$
 begin
   update vault.secrets s
      set secret = case when new_secret is null then s.secret
-                       else encode(vault._crypto_aead_det_encrypt(convert_to(new_secret, 'utf8'), s.nonce), 'base64')
+                       else encode(vault._crypto_aead_det_encrypt(
+                              message := convert_to(new_secret, 'utf8'),
+                              additional := convert_to(s.id::text, 'utf8'),
+                              key_id := 0,
+                              context := 'pgsodium'::bytea,
+                              nonce := s.nonce
+                            ), 'base64')
                   end,
          name = coalesce(new_name, s.name),
          description = coalesce(new_description, s.description),
@@ -121,8 +184,9 @@ $$;
 
 revoke all on function
   vault._root_key(),
-  vault._crypto_aead_det_encrypt(bytea, bytea),
-  vault._crypto_aead_det_decrypt(bytea, bytea),
+  vault._crypto_aead_det_mac(bytea, bytea, bigint, bytea, bytea),
+  vault._crypto_aead_det_encrypt(bytea, bytea, bigint, bytea, bytea),
+  vault._crypto_aead_det_decrypt(bytea, bytea, bigint, bytea, bytea),
   vault._crypto_aead_det_noncegen(),
   vault.create_secret(text, text, text, uuid),
   vault.update_secret(uuid, text, text, text, uuid)

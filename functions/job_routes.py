@@ -16,7 +16,8 @@ from functions.auth import CurrentCaller, unauthorized
 from functions.deps import RuntimeDep
 from functions.errors import ApiError
 from functions.schemas import ErrorResponse, Job, JobCreate, JobFilters, JobPage
-from jobhook.client import Caller, CannotCancel, EnqueueRefused, JobNotFound, JobsClient
+from jobhook.client import Caller, EnqueueRefused, JobsClient
+from jobhook.registry import InvalidParameters, Registry
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -57,14 +58,22 @@ async def rate_limited(request: Request, caller: CurrentCaller) -> None:
     },
 )
 async def create_job(
-    body: JobCreate, caller: CurrentCaller, client: ClientDep, response: Response
+    body: JobCreate,
+    caller: CurrentCaller,
+    client: ClientDep,
+    runtime: RuntimeDep,
+    response: Response,
 ) -> Any:
-    """Enqueue a job. The row is inserted as you, exactly as supabase-js would insert it."""
+    """Enqueue a job. The row is inserted as you, exactly as supabase-js would insert it.
+
+    The parameters are checked against the job type's model first (422 `invalid_parameters`,
+    naming each field), then by the database against the stored schema, as for any insert."""
     return await enqueue(
         client,
         caller,
         body,
         response,
+        job_types=runtime.registry,
         unknown_user=unauthorized("unknown_user", "the token's user no longer exists"),
     )
 
@@ -78,9 +87,17 @@ async def enqueue(
     body: JobCreate,
     response: Response,
     *,
+    job_types: Registry,
     unknown_user: ApiError,
 ) -> Any:
     """Insert the job as `caller`; 201 for a new job, 200 for the one an idempotency key names."""
+    job_type = job_types.get(body.job_type)
+    # A type this deployment does not run may still be another's: the database decides.
+    if job_type is not None:
+        try:
+            job_type.parse(body.parameters)
+        except InvalidParameters as exc:
+            raise ApiError(422, "invalid_parameters", str(exc), exc.problems) from None
     try:
         row, created = await client.enqueue(
             caller,
@@ -92,7 +109,9 @@ async def enqueue(
     except EnqueueRefused as exc:
         if exc.code == "unknown_user":
             raise unknown_user from None
-        details = {"hint": exc.hint} if exc.hint else None
+        details: Any = {"hint": exc.hint} if exc.hint else None
+        if exc.problems is not None:
+            details = exc.problems
         raise ApiError(REFUSALS.get(exc.code, 422), exc.code, str(exc), details) from None
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"/jobs/{row['id']}"
@@ -135,10 +154,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 @router.get("/{job_id}", response_model=Job, responses={**ERRORS, **NOT_FOUND})
 async def get_job(job_id: UUID, caller: CurrentCaller, client: ClientDep) -> Any:
     """One of your jobs: status, progress, result and the error of every failed attempt."""
-    try:
-        return await client.get(caller, job_id)
-    except JobNotFound:
-        raise ApiError(404, "not_found", f"no job {job_id}") from None
+    return await client.get(caller, job_id)  # JobNotFound answers 404 (functions.errors)
 
 
 @router.post(
@@ -152,9 +168,5 @@ async def get_job(job_id: UUID, caller: CurrentCaller, client: ClientDep) -> Any
 )
 async def cancel_job(job_id: UUID, caller: CurrentCaller, client: ClientDep) -> Any:
     """Cancel a job: a pending one at once, a running one when its runner next checks in."""
-    try:
-        return await client.cancel(caller, job_id)
-    except JobNotFound:
-        raise ApiError(404, "not_found", f"no job {job_id}") from None
-    except CannotCancel as exc:
-        raise ApiError(409, "cannot_cancel", str(exc)) from None
+    # JobNotFound answers 404, CannotCancel 409 (functions.errors).
+    return await client.cancel(caller, job_id)

@@ -1,0 +1,245 @@
+"""Coalesced doorbells: at a few jobs a second every insert rings at once; past
+settings.max_doorbells_per_second inserts share doorbells, never waiting for one another; a job
+no doorbell named is drained by the runner the ring reached, or rung for by dispatch_due a
+second later; a rolled-back insert sends nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+from pydantic import BaseModel
+
+from jobhook.context import JobContext
+from jobhook.doorbell import DispatchedJob
+from jobhook.executor import LocalExecutor
+from jobhook.registry import Registry
+from jobhook.runner import Runner
+from jobhook.store import Store
+from tests.conftest import DEMO_USER, Stack, finished, wait_for_job
+
+pytestmark = pytest.mark.commits
+
+
+def _insert(conn: psycopg.Connection[Any], job_type: str = "sample_task") -> UUID:
+    row = conn.execute(
+        "insert into public.jobs (user_id, job_type) values (%s, %s) returning id",
+        (DEMO_USER, job_type),
+    ).fetchone()
+    assert row is not None
+    return UUID(str(row[0]))
+
+
+def _rings(conn: psycopg.Connection[Any]) -> list[list[str]]:
+    """The ids each queued doorbell names, oldest first."""
+    return [
+        [job["id"] for job in json.loads(bytes(body).decode())["jobs"]]
+        for (body,) in conn.execute("select body from net.http_request_queue order by id")
+    ]
+
+
+def _shared(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("select last_value, is_called from jobhook.shared_doorbells").fetchone()
+    assert row is not None
+    return int(row[0]) if row[1] else 0
+
+
+@pytest.fixture
+def conn(committed: Stack) -> Any:
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        # As if no doorbell had rung for a while (the tests before this one rang theirs).
+        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
+        yield conn
+
+
+def test_at_a_few_jobs_a_second_every_insert_rings_at_once(conn: psycopg.Connection[Any]) -> None:
+    shared_before = _shared(conn)
+    first = _insert(conn)
+    time.sleep(0.05)  # ten times the default pace's interval (200 a second)
+    second = _insert(conn)
+    assert _rings(conn) == [[str(first)], [str(second)]]
+    assert _shared(conn) == shared_before
+
+
+def test_inserts_past_the_pace_share_doorbells(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("update jobhook.settings set max_doorbells_per_second = 2")
+    shared_before = _shared(conn)
+    began = time.monotonic()
+    ids = [_insert(conn) for _ in range(40)]
+    elapsed = time.monotonic() - began
+    rings = _rings(conn)
+    # At most one doorbell per half second, the first at once.
+    assert 1 <= len(rings) <= int(elapsed * 2) + 1
+    assert rings[0] == [str(ids[0])]
+    assert _shared(conn) - shared_before == len(ids) - len(rings)
+    # Every job counts as announced: the sweep does not take them for lost doorbells.
+    [(undelivered,)] = conn.execute(
+        "select count(*) from public.jobs where dispatch_count = 0"
+    ).fetchall()
+    assert undelivered == 0
+
+
+def test_an_insert_never_waits_for_the_one_that_holds_the_turn(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    shared_before = _shared(conn)
+    with psycopg.connect(committed.url) as ringer:
+        ringing = _insert(ringer)  # takes the turn, and holds it until it commits
+        # Any wait for the ringer's locks would end this insert with lock_timeout.
+        conn.execute("set lock_timeout = '50ms'")
+        shared = _insert(conn)
+        assert _shared(conn) == shared_before + 1
+        ringer.commit()
+    assert _rings(conn) == [[str(ringing)]]
+    assert shared != ringing
+
+
+def test_a_rolled_back_ringer_sends_nothing_and_dispatch_due_rings_for_the_rest(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    with psycopg.connect(committed.url) as ringer:
+        _insert(ringer)
+        shared = _insert(conn)
+        ringer.rollback()
+    assert _rings(conn) == []
+    # Not yet: dispatch_due rings for a shared job once it has waited a second unclaimed.
+    assert conn.execute("select jobhook.dispatch_due()").fetchone() == (0,)
+    assert _rings(conn) == []
+    time.sleep(1.1)
+    assert conn.execute("select jobhook.dispatch_due()").fetchone() == (0,)
+    assert _rings(conn) == [[str(shared)]]
+    # A ring for a job that waited is not a delivery lost: the count the sweep fails by stays.
+    assert conn.execute(
+        "select dispatch_count from public.jobs where id = %s", (shared,)
+    ).fetchone() == (1,)
+    # Not while the doorbells that inserts ring keep coming: their drains are at work.
+    _insert(conn)
+    conn.execute("select jobhook.dispatch_due()")
+    assert len(_rings(conn)) == 2
+
+
+def test_a_turn_held_by_a_stalled_transaction_does_not_stop_dispatch_due(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    with psycopg.connect(committed.url) as stalled:
+        _insert(stalled)  # takes the turn and keeps it: the transaction stays open
+        shared = _insert(conn)
+        time.sleep(1.1)
+        conn.execute("select jobhook.dispatch_due()")
+        assert _rings(conn) == [[str(shared)]]
+        stalled.rollback()
+
+
+class NoParams(BaseModel):
+    pass
+
+
+async def test_the_runner_a_ring_reaches_drains_the_jobs_that_shared_it(
+    committed: Stack,
+) -> None:
+    registry = Registry()
+
+    @registry.job("shared_work", params=NoParams)
+    async def shared_work(params: NoParams, ctx: JobContext) -> None:
+        await asyncio.sleep(0.01)
+
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        registry.sync(conn)
+        conn.execute("update jobhook.settings set max_doorbells_per_second = 1")
+        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
+        ids = [_insert(conn, "shared_work") for _ in range(8)]
+        [rung] = _rings(conn)
+    assert rung == [str(ids[0])]
+
+    # No delivery worker and no ticker here: only the drain can start the other seven.
+    async with Store.open(committed.url) as store:
+        executor = LocalExecutor(
+            Runner(store, registry, "test-worker"), max_concurrency=3, max_per_type=3
+        )
+        try:
+            assert await executor.submit([DispatchedJob(id=ids[0], job_type="shared_work")]) == []
+            for job_id in ids:
+                row = await wait_for_job(committed.url, job_id, finished, within=20)
+                assert row["status"] == "completed"
+        finally:
+            await executor.aclose()
+
+
+async def test_a_drain_runs_at_most_its_slots_at_once_and_stops_when_none_is_left(
+    committed: Stack,
+) -> None:
+    registry = Registry()
+    running = 0
+    most = 0
+
+    @registry.job("drained", params=NoParams)
+    async def drained(params: NoParams, ctx: JobContext) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        registry.sync(conn)
+        ids = [
+            UUID(str(row[0]))
+            for row in conn.execute(
+                "insert into public.jobs (user_id, job_type)"
+                " select %s, 'drained' from generate_series(1, 12) returning id",
+                (DEMO_USER,),
+            )
+        ]
+    async with Store.open(committed.url) as store:
+        runner = Runner(store, registry, "test-worker")
+        # More announced than fit: the rest is drained from the table, three at a time.
+        outcomes = await runner.drain(["drained"], 3, ids[:5])
+    assert [outcome.value for outcome in outcomes] == ["completed"] * 12
+    assert most == 3
+
+
+class CountingStore(Store):
+    """The real store, counting its drains."""
+
+    drains = 0
+
+    async def claim_due(self, job_types: list[str], max_jobs: int, worker_id: str) -> Any:
+        self.drains += 1
+        return await super().claim_due(job_types, max_jobs, worker_id)
+
+
+async def test_a_ring_that_shared_nothing_costs_no_drain(committed: Stack) -> None:
+    registry = Registry()
+
+    @registry.job("alone", params=NoParams)
+    async def alone(params: NoParams, ctx: JobContext) -> None:
+        pass
+
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        registry.sync(conn)
+        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
+        first = _insert(conn, "alone")
+    async with CountingStore.open(committed.url) as store:
+        assert isinstance(store, CountingStore)
+        executor = LocalExecutor(
+            Runner(store, registry, "test-worker"), max_concurrency=2, max_per_type=2
+        )
+        try:
+            await executor.submit([DispatchedJob(id=first, job_type="alone")])
+            await wait_for_job(committed.url, first, finished, within=20)
+            drains_after_first = store.drains  # the first claim catches up with the count
+            await asyncio.sleep(0.05)
+            with psycopg.connect(committed.url, autocommit=True) as conn:
+                second = _insert(conn, "alone")
+                assert _rings(conn)[-1] == [str(second)]  # it rang: nothing was shared
+            await executor.submit([DispatchedJob(id=second, job_type="alone")])
+            row = await wait_for_job(committed.url, second, finished, within=20)
+            assert row["status"] == "completed"
+        finally:
+            await executor.aclose()
+    assert store.drains == drains_after_first
