@@ -9,9 +9,10 @@ from pydantic import ValidationError
 
 from jobhook.devstack.cluster import ClusterError
 from jobhook.devstack.stack import PortTaken
+from jobhook.jobs import SetupError
 
 
-class CliError(Exception):
+class CliError(SetupError):
     """A failure the CLI explains itself: `problem`, then `fix` on a second line."""
 
     def __init__(self, problem: str, fix: str | None = None, *, code: int = 2) -> None:
