@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import handlers
-from functions import errors, health, job_routes, service, webhooks
+from functions import dashboard, errors, health, job_routes, service, webhooks
 from functions.auth import Authenticator, OperatorOnly
 from functions.openapi import document as openapi_document
 from functions.ratelimit import RateLimiter
@@ -78,6 +78,7 @@ def create_app(
     app.include_router(job_routes.router)
     app.include_router(service.router)
     app.include_router(webhooks.router)
+    dashboard.install(app, settings)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

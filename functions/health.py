@@ -1,6 +1,7 @@
 """Liveness and readiness. /health answers while the process lives; the others check what
 the app depends on and answer 503 when something is missing. The reason (which can quote the
-database's own error) goes only to operators: see functions.auth.operator_details."""
+database's own error) goes only to operators: see functions.auth.operator_details. /ready asks
+jobhook.health, the check the dashboard's panel and `jobhook doctor` use too."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from psycopg_pool import PoolTimeout
 
 from functions.auth import Authenticator, OperatorDetails, get_authenticator
 from functions.deps import RuntimeDep
-from jobhook import vault
+from jobhook import health as checks
 from jobhook.runtime import Runtime
 
 router = APIRouter(tags=["health"])
@@ -49,7 +50,8 @@ async def ready(
     details: OperatorDetails,
 ) -> Any:
     """Whether the app can take jobs; why not, for callers with X-API-Key."""
-    reason = await _not_ready(runtime, authenticator)
+    report = await app_health(runtime, authenticator)
+    reason = report.not_ready
     if reason is not None:
         return _unavailable(reason, details)
     if not details:
@@ -57,40 +59,36 @@ async def ready(
     return {"status": "ok", "database": "ok", "dispatch": "configured"}
 
 
-async def _not_ready(runtime: Runtime, authenticator: Authenticator) -> str | None:
-    try:
-        found = await runtime.store.readiness(acquire_within=CHECK_TIMEOUT)
-    except (psycopg.Error, OSError, PoolTimeout) as exc:
-        return f"database unreachable: {exc}"
-    missing = [
-        name
-        for name, value in ((vault.WEBHOOK_URL, found.url), (vault.WEBHOOK_SECRET, found.secret))
-        if not value
-    ]
-    if missing:
-        return (
-            f"Vault secret(s) missing: {', '.join(missing)}; jobs cannot be dispatched "
-            "(set [db.vault] in supabase/config.toml, or vault.create_secret)"
+async def app_health(runtime: Runtime, authenticator: Authenticator) -> checks.Report:
+    """jobhook.health's report for this app, with what only the app knows: whether it has
+    started, can verify tokens, and takes up a signing secret rotated in Vault."""
+    report = await checks.check(
+        runtime.store, checks.expectations_of(runtime), acquire_within=CHECK_TIMEOUT
+    )
+    if report.not_ready is not None and await _adopted_rotated_secret(runtime, report):
+        report = report.without("signing_secret")
+    for name, problem in (("app", runtime.not_ready), ("auth", authenticator.not_configured)):
+        severity = checks.Severity.OK if problem is None else checks.Severity.FAULT
+        report.checks.append(
+            checks.Check(name, severity, problem or "ready", None, blocks_ready=True)
         )
-    if found.foreign_queue_triggers:
-        return (
-            "no doorbell rings while net.http_request_queue has triggers jobhook did not make: "
-            f"{', '.join(found.foreign_queue_triggers)} (drop them: drop trigger <name> on "
-            "net.http_request_queue)"
-        )
-    secret = found.secret
-    if (
-        secret is not None
-        and runtime.verifier is not None
-        and not runtime.accepts(secret)
-        and not runtime.adopt(secret)
+    return report
+
+
+async def _adopted_rotated_secret(runtime: Runtime, report: checks.Report) -> bool:
+    """A signing secret the app does not accept, while it reads its secret from Vault, is a
+    rotation to follow: one more round trip, on this rare path only."""
+    if not any(
+        c.name == "signing_secret" and c.severity is checks.Severity.FAULT for c in report.checks
     ):
-        return (
-            f"the database signs doorbells with a secret this app does not accept: Vault's "
-            f"{vault.WEBHOOK_SECRET} is not among JOBHOOK_WEBHOOK_SECRETS; every doorbell "
-            "is refused with 401 (add the new secret to the app, or put Vault's back)"
-        )
-    return runtime.not_ready or authenticator.not_configured
+        return False
+    if runtime.settings.webhook_secrets:
+        return False  # the app's secrets are its settings: nothing in Vault to follow
+    try:
+        secrets = await runtime.verify_secrets()
+    except (psycopg.Error, OSError, PoolTimeout):
+        return False
+    return bool(secrets) and (runtime.accepts(secrets[0]) or runtime.adopt(secrets[0]))
 
 
 def _unavailable(reason: str, details: bool) -> JSONResponse:

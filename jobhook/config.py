@@ -84,6 +84,32 @@ class Settings(BaseSettings):
         20, ge=0, le=3600, validation_alias="JOBHOOK_SHUTDOWN_GRACE_SECONDS"
     )
 
+    # The dashboard: who may sign in with a Supabase access token (its app_metadata must hold
+    # this key, set to true; app_metadata is written only by the project's service role), and
+    # the key its session cookies are signed with (unset: one made at start-up, so sessions end
+    # with the process and do not carry across containers).
+    operator_claim: str = Field(
+        "jobhook_operator",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        validation_alias="JOBHOOK_OPERATOR_CLAIM",
+    )
+    session_secret: str | None = Field(
+        None, min_length=32, validation_alias="JOBHOOK_SESSION_SECRET"
+    )
+    session_hours: float = Field(8, gt=0, le=168, validation_alias="JOBHOOK_SESSION_HOURS")
+    # Alerts: a Slack-compatible incoming webhook (POST {"text": ...}); unset, none are sent.
+    alert_webhook_url: str | None = Field(None, validation_alias="JOBHOOK_ALERT_WEBHOOK_URL")
+    # At most one message per kind of alert in this many seconds.
+    alert_every_seconds: float = Field(
+        300, ge=1, le=86400, validation_alias="JOBHOOK_ALERT_EVERY_SECONDS"
+    )
+    # A due job waiting longer than this is an alert.
+    alert_waiting_seconds: float = Field(
+        300, ge=1, validation_alias="JOBHOOK_ALERT_WAITING_SECONDS"
+    )
+
     @property
     def limits(self) -> Limits:
         return Limits(self.statement_timeout_ms, self.lock_timeout_ms)
@@ -95,7 +121,9 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("supabase_url", "supabase_jwt_secret", mode="before")
+    @field_validator(
+        "supabase_url", "supabase_jwt_secret", "session_secret", "alert_webhook_url", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # A secret store that holds `SUPABASE_JWT_SECRET=` means "not set", not "the empty key".

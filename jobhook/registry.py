@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ValidationError
 
 from jobhook import parameters
-from jobhook.jobs import SetupError
+from jobhook.jobs import ClientError, SetupError
 from jobhook.store import queries
 
 if TYPE_CHECKING:
@@ -41,13 +41,18 @@ class RegistryError(SetupError):
     """A job type is declared wrongly; the message names it and the rule."""
 
 
-class InvalidParameters(ValueError):
-    """A payload that is not the job type's parameters; `problems` names each field."""
+class InvalidParameters(ClientError):
+    """A payload that is not the job type's parameters; `problems` names each field. The API
+    answers it as it is; the runner fails the job with its message."""
+
+    status = 422
+    code = "invalid_parameters"
 
     def __init__(self, job_type: str, problems: list[dict[str, str]]) -> None:
         super().__init__(f"invalid parameters: {parameters.describe(problems)}")
         self.job_type = job_type
         self.problems = problems
+        self.details = problems
 
 
 @dataclass(frozen=True)

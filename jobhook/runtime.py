@@ -19,7 +19,7 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from jobhook import vault
+from jobhook import alerts, vault
 from jobhook.config import Settings
 from jobhook.doorbell import Verifier
 from jobhook.executor import Executor, LocalExecutor
@@ -84,6 +84,11 @@ class Runtime:
         self._rotation_checked = now
         secrets = await self.verify_secrets()
         return bool(secrets) and self.adopt(secrets[0])
+
+    @property
+    def verified_with(self) -> tuple[str, ...]:
+        """The secrets doorbells verify with now (none until the app is ready)."""
+        return tuple(self._verified_with)
 
     def accepts(self, secret: str) -> bool:
         """Whether doorbells signed with `secret` verify here."""
@@ -191,6 +196,8 @@ class Runtime:
             asyncio.create_task(self._tick()),
             asyncio.create_task(self._renew_job_types()),
         ]
+        if self.settings.alert_webhook_url:
+            self._tasks.append(asyncio.create_task(alerts.watch(self.store, self.settings)))
         try:
             yield self
         finally:

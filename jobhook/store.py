@@ -39,7 +39,18 @@ def named_queries(package: str, file: str) -> dict[str, LiteralString]:
 
 @cache
 def queries() -> dict[str, LiteralString]:
-    return named_queries("jobhook.sql", "queries.sql")
+    """Every named query of every `.sql` file in jobhook/sql (queries.sql, health.sql,
+    dashboard.sql), loaded once; a name used twice is an error, not a silent override."""
+    named: dict[str, LiteralString] = {}
+    files = sorted(
+        f.name for f in resources.files("jobhook.sql").iterdir() if f.name.endswith(".sql")
+    )
+    for file in files:
+        for name, body in named_queries("jobhook.sql", file).items():
+            if name in named:
+                raise ValueError(f"the query name {name!r} is used twice in jobhook/sql")
+            named[name] = body
+    return named
 
 
 @cache
@@ -249,6 +260,13 @@ class Store:
         now disabled (see jobhook.registry)."""
         rows = await self._all("renew_job_types", {"names": names, "serve_seconds": serve_seconds})
         return [row["name"] for row in rows]
+
+    async def fetch(
+        self, name: str, params: dict[str, Any], *, acquire_within: float | None = None
+    ) -> list[dict[str, Any]]:
+        """The rows of a named query of the operator's (jobhook/sql/health.sql and
+        dashboard.sql), run under the same limits as every other call."""
+        return await self._all(name, params, acquire_within)
 
     async def rows(self, name: str) -> list[dict[str, Any]]:
         """The rows of a named query without parameters (the operator's views), run under the

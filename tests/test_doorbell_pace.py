@@ -243,3 +243,64 @@ async def test_a_ring_that_shared_nothing_costs_no_drain(committed: Stack) -> No
         finally:
             await executor.aclose()
     assert store.drains == drains_after_first
+
+
+@pytest.mark.parametrize(
+    ("url", "problem", "curl_refuses"),
+    [
+        ("app.example.com/webhooks/jobs", "it must start with http:// or https://", True),
+        ("127.0.0.1:8000/webhooks/jobs", "it must start with http:// or https://", True),
+        ("https://app example.com/webhooks", "it must read scheme://host[:port][/path]", True),
+        ("http://127.0.0.1:99999/webhooks/jobs", "its port must be at most 65535", True),
+        # curl takes credentials in a URL; a doorbell has no use for them, and a log would
+        # show them.
+        ("https://user:secret@app.example.com/", "it must read scheme://host[:port][/path]", False),
+    ],
+)
+def test_a_webhook_url_pg_net_would_refuse_never_fails_a_clients_insert(
+    committed: Stack, conn: psycopg.Connection[Any], url: str, problem: str, curl_refuses: bool
+) -> None:
+    from jobhook import vault
+
+    vault.write(conn, vault.WEBHOOK_URL, url)
+    if curl_refuses:
+        # pg_net itself refuses it where it is queued: in the calling statement.
+        with pytest.raises(psycopg.errors.InternalError_, match="invalid URL"):
+            conn.execute("select net.http_post(%s, '{}'::jsonb)", (url,))
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diagnostic: notices.append(diagnostic.message_primary or ""))
+    with psycopg.connect(committed.url, autocommit=True) as client:
+        from tests.conftest import act_as_user
+
+        with client.transaction():
+            act_as_user(client, DEMO_USER)
+            client.execute("set local role authenticated")
+            client.add_notice_handler(
+                lambda diagnostic: notices.append(diagnostic.message_primary or "")
+            )
+            client.execute("insert into public.jobs (job_type) values ('sample_task')")
+    assert _rings(conn) == []
+    [(status, dispatch_count)] = conn.execute(
+        "select status::text, dispatch_count from public.jobs"
+    ).fetchall()
+    # Waiting, and not counted as delivered: once the URL is fixed, dispatch_due rings for it.
+    assert (status, dispatch_count) == ("pending", 0)
+    assert any(problem in notice for notice in notices), notices
+    assert conn.execute("select jobhook.webhook_url_problem(%s)", (url,)).fetchone() == (
+        next(n for n in notices if problem in n).split("cannot be used: ")[1].split(";")[0],
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/webhooks/jobs",
+        "https://jobhook-api.modal.run/webhooks/jobs",
+        "https://[::1]:8443/webhooks/jobs?x=1",
+        "HTTPS://App.Example.com",
+    ],
+)
+def test_a_webhook_shaped_url_is_one_pg_net_takes(conn: psycopg.Connection[Any], url: str) -> None:
+    assert conn.execute("select jobhook.webhook_url_problem(%s)", (url,)).fetchone() == (None,)
+    conn.execute("select net.http_post(%s, '{}'::jsonb)", (url,))  # curl's parser takes it
+    conn.execute("delete from net.http_request_queue")

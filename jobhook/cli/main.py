@@ -520,8 +520,8 @@ def _print_outcome(row: dict[str, Any]) -> None:
 
 
 # -- deploying --------------------------------------------------------------------------------
-
 from jobhook.cli import deploy as _deploy  # noqa: E402 - registers its commands on `app`
+from jobhook.cli import doctor  # noqa: E402, F401  (defines `jobhook doctor` on app)
 
 _deploy.register(app)
 

@@ -15,6 +15,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any
 
 import structlog
@@ -199,13 +200,18 @@ class DevStack:
                 log.info("migration applied", version=migration.version, name=migration.name)
             # The dev stack is its own project, whatever the shell's SUPABASE_URL names: tokens
             # from `jobhook token` (the supabase CLI's local secret), operator details open.
+            # The dashboard's sign-in here: the service key, made for this run unless the shell
+            # sets one, and shown with the dashboard's address (it is nobody's default).
+            api_key = os.environ.get("JOBHOOK_API_KEY") or token_urlsafe(32)
             settings = Settings(
                 DATABASE_URL=cluster.url,
                 SUPABASE_URL=None,
                 SUPABASE_JWT_SECRET=LOCAL_JWT_SECRET,
                 JOBHOOK_PUBLIC_OPERATOR_ENDPOINTS=True,
+                JOBHOOK_API_KEY=api_key,
             )
             async with serve(settings, host=self.app_host, port=self.app_port) as served:
+                print(f"  dashboard {served.url}/dashboard  (sign in with {api_key})", flush=True)
                 self._record(cluster)
                 try:
                     yield served

@@ -82,6 +82,28 @@ begin
 end;
 $$;
 
+-- What is wrong with the webhook URL, or null. pg_net checks a URL when it is queued
+-- (curl_url_set, supabase/pg_net src/util.c) and fails the calling statement, which here is a
+-- client's insert: a platform error the client can do nothing about. So the doorbell rings only
+-- for a URL of the shape a webhook has (http or https, a host name or address, a port, a path),
+-- a subset of what curl takes; for any other it rings nothing, the jobs wait, and /ready and
+-- `jobhook doctor` say why.
+create or replace function jobhook.webhook_url_problem(url text)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  select case
+    when url is null then 'it is not set'
+    when url !~* '^https?://' then 'it must start with http:// or https://'
+    when url !~ '^[A-Za-z]+://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?([/?#][^[:space:][:cntrl:]]*)?$'
+      then 'it must read scheme://host[:port][/path], with no spaces and no user name'
+    when substring(url from '^[A-Za-z]+://[^/?#]*:([0-9]{1,5})([/?#]|$)')::integer > 65535
+      then 'its port must be at most 65535'
+  end
+$$;
+
 -- The triggers on pg_net's queue that neither pg_net nor PostgreSQL made.
 create or replace function jobhook.foreign_queue_triggers()
 returns text[]
@@ -161,6 +183,7 @@ declare
   msg_id text;
   ts bigint;
   requests integer := 0;
+  problem text;
 begin
   if total = 0 then
     return 0;
@@ -172,6 +195,14 @@ begin
       case when webhook_url is null then 'jobhook_webhook_url' else 'jobhook_webhook_secret' end,
       total
       using hint = 'select vault.create_secret(<value>, <name>), or set [db.vault] in supabase/config.toml';
+    return 0;
+  end if;
+
+  problem := jobhook.webhook_url_problem(webhook_url);
+  if problem is not null then
+    raise warning 'jobhook: the webhook URL in Vault (jobhook_webhook_url) cannot be used: %; % job(s) stay pending until it is fixed',
+      problem, total
+      using hint = 'set it to https://<your app>/webhooks/jobs with vault.update_secret';
     return 0;
   end if;
 
@@ -290,6 +321,7 @@ create trigger jobs_dispatch
 -- attaching them to a table of their own (jobs_dispatch would sign any ids it is handed).
 revoke execute on function
   jobhook.webhook_config(),
+  jobhook.webhook_url_problem(text),
   jobhook.sign_webhook(text, text, bigint, text),
   jobhook.dispatch(jsonb),
   jobhook.take_doorbell_turn(),
@@ -297,6 +329,7 @@ revoke execute on function
 from public;
 grant execute on function
   jobhook.webhook_config(),
+  jobhook.webhook_url_problem(text),
   jobhook.sign_webhook(text, text, bigint, text),
   jobhook.dispatch(jsonb)
 to service_role;

@@ -80,10 +80,12 @@ begin
     end if;
     return 0;
   end if;
-  -- Without the Vault secrets nothing can be sent: mark nothing, so no job counts a delivery
-  -- that never happened (and none is failed as undeliverable for it). Read only when there is
-  -- something to send: decrypting is the costly part of an idle call.
-  if (select c.url is null or c.secret is null from jobhook.webhook_config() c) then
+  -- Without the Vault secrets, or with a URL pg_net would refuse, nothing can be sent: mark
+  -- nothing, so no job counts a delivery that never happened (and none is failed as
+  -- undeliverable for it). Read only when there is something to send: decrypting is the
+  -- costly part of an idle call.
+  if (select c.secret is null or jobhook.webhook_url_problem(c.url) is not null
+        from jobhook.webhook_config() c) then
     return 0;
   end if;
 
