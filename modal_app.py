@@ -1,8 +1,12 @@
 """The Modal deployment: the web app and one runner function per resource tier.
 
-    modal secret create jobhook DATABASE_URL=... JOBHOOK_WEBHOOK_SECRETS=whsec_... \
-        SUPABASE_URL=https://<ref>.supabase.co JOBHOOK_API_KEY=...
-    modal deploy modal_app.py
+    jobhook secrets --env prod --run      # the Modal secret, from deploy/prod.env
+    jobhook deploy --env prod             # uv run modal deploy modal_app.py, as jobhook-prod
+
+The environment (JOBHOOK_ENV, set by `jobhook deploy`) names its settings file,
+deploy/<env>.env: the app and secret names, the GPU type and the containers come from there
+(jobhook.deployment), never from the deployer's shell. Without JOBHOOK_ENV the defaults stand:
+app `jobhook`, secret `jobhook`, GPU T4.
 
 SUPABASE_URL alone verifies tokens from the project's new signing keys (its JWKS); a project that
 still signs with the legacy HS256 secret needs SUPABASE_JWT_SECRET=<that secret> as well. There is
@@ -23,12 +27,21 @@ import modal
 from fastapi import FastAPI
 
 import handlers
+from jobhook.deployment import DEPLOY_KEYS, Deployment
 from jobhook.registry import registry
 
 handlers.load_all()
 
-APP_NAME = os.environ.get("JOBHOOK_MODAL_APP", "jobhook")
-GPU = os.environ.get("JOBHOOK_GPU", "T4")
+ENV = os.environ.get("JOBHOOK_ENV") or None
+# Deploying (local): the environment's file. In a container the file is not there; the image
+# carries the values it was deployed with (below), so the container defines the same app.
+DEPLOYMENT = (
+    Deployment.read(ENV)
+    if modal.is_local()
+    else Deployment(ENV, {key: os.environ[key] for key in DEPLOY_KEYS if os.environ.get(key)})
+)
+APP_NAME = DEPLOYMENT.app_name
+GPU = DEPLOYMENT.gpu
 # Job timeouts are enforced by the runner; the function's own timeout only has to outlast the
 # longest job of its tier, plus the time to claim and write back.
 MARGIN_SECONDS = 60
@@ -51,10 +64,15 @@ image = (
     modal.Image.debian_slim(python_version="3.11")
     # Production dependencies only: the dev stack's and the CLI's are the dev group's.
     .uv_sync(frozen=True, extra_options="--no-dev")
+    # What the container needs to define the same functions as the deployer did.
+    .env(
+        {"JOBHOOK_ENV": ENV or ""}
+        | {k: v for k, v in DEPLOYMENT.values.items() if k in DEPLOY_KEYS}
+    )
     # The packages carry SQL files (named queries) beside the Python modules.
     .add_local_python_source("jobhook", "functions", "handlers", ignore=not_shipped)
 )
-secrets = [modal.Secret.from_name("jobhook", required_keys=["DATABASE_URL"])]
+secrets = [modal.Secret.from_name(DEPLOYMENT.secret_name, required_keys=["DATABASE_URL"])]
 
 
 def tier_timeout(tier: str) -> int:
@@ -70,9 +88,10 @@ async def _run(job_ids: list[str], tier: str) -> list[str]:
 
 
 # max_containers bounds each function's share of the pooler's connections (docs/deploy.md, "The
-# connection budget"): every container opens up to JOBHOOK_DB_POOL_SIZE of them.
-RUNNER_CONTAINERS = 10
-API_CONTAINERS = 2
+# connection budget"): every container opens up to JOBHOOK_DB_POOL_SIZE of them. Per
+# environment: JOBHOOK_RUNNER_CONTAINERS and JOBHOOK_API_CONTAINERS in deploy/<env>.env.
+RUNNER_CONTAINERS = DEPLOYMENT.runner_containers
+API_CONTAINERS = DEPLOYMENT.api_containers
 
 
 @app.function(
@@ -121,7 +140,8 @@ RUNNERS: dict[str, Any] = {"cpu": run_cpu, "gpu": run_gpu, "browser": run_browse
 # also rings for delayed jobs and retries every second.
 @app.function(image=image, secrets=secrets, min_containers=1, max_containers=API_CONTAINERS)
 @modal.concurrent(max_inputs=100)
-@modal.asgi_app(label="jobhook-api")
+# The label is the URL: https://<workspace>--<app>-api.modal.run (jobhook-api by default).
+@modal.asgi_app(label=f"{APP_NAME}-api")
 def api() -> FastAPI:
     from functions.app import create_app
     from jobhook.executor import ModalExecutor

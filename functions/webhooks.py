@@ -57,7 +57,10 @@ async def receive_jobs(request: Request, runtime: RuntimeDep, executor: Executor
     if not isinstance(event, DispatchEvent):
         metrics.webhook_deliveries.labels("ping").inc()
         return JSONResponse({"pong": True}, status_code=200)
-    deferred = await executor.submit(event.jobs)
+    # The jobs' log lines name the delivery that rang for them (its webhook-id), beside the
+    # request id; the executor carries both over to each job it runs.
+    with structlog.contextvars.bound_contextvars(delivery_id=request.headers.get("webhook-id")):
+        deferred = await executor.submit(event.jobs)
     metrics.webhook_deliveries.labels("accepted").inc()
     if deferred:
         log.warning(

@@ -16,7 +16,7 @@ from uuid import UUID
 
 import structlog
 
-from jobhook import metrics
+from jobhook import logs, metrics
 from jobhook.doorbell import DispatchedJob
 from jobhook.registry import Registry
 from jobhook.runner import Runner
@@ -70,6 +70,9 @@ class LocalExecutor:
         self.claim_batch = claim_batch
         self._running: Counter[str] = Counter()
         self._waiting: dict[UUID, DispatchedJob] = {}
+        # The log context of the delivery that rang for each waiting job (its request and
+        # delivery ids), which that job's lines carry once it runs.
+        self._delivered_by: dict[UUID, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._claimer: asyncio.Task[None] | None = None
@@ -87,6 +90,7 @@ class LocalExecutor:
         if self._closing:
             return list(jobs)  # they stay pending: a live runner takes them
         refused = []
+        delivery = structlog.contextvars.get_contextvars()
         for job in jobs:
             if job.id in self._waiting:
                 continue
@@ -97,8 +101,11 @@ class LocalExecutor:
                 self._refusals[job.job_type] += 1
                 continue
             self._waiting[job.id] = job
+            if delivery:
+                self._delivered_by[job.id] = delivery
         if self._claimer is None or self._claimer.done():
-            self._claimer = asyncio.create_task(self._claim_forever())
+            # Not the context of the request that happens to start it: see logs.detached_task.
+            self._claimer = logs.detached_task(self._claim_forever())
         self._wake.set()
         return refused
 
@@ -117,6 +124,8 @@ class LocalExecutor:
                         claimed = await self.runner.store.claim(ids, self.runner.worker_id)
                         for job in claimed:
                             self._start(job)
+                        for waiting in batch:
+                            self._delivered_by.pop(waiting.id, None)
                         self._owe_capped(batch, claimed)
                         if self.runner.store.doorbells_shared():
                             # The ring may have announced other inserts' jobs too: drain.
@@ -194,7 +203,13 @@ class LocalExecutor:
 
     def _start(self, job: ClaimedJob) -> None:
         self._running[job.job_type] += 1
-        task = asyncio.create_task(self.runner.execute(job))
+        task = logs.detached_task(
+            self.runner.execute(job),
+            **self._delivered_by.get(job.id, {}),
+            job_id=str(job.id),
+            job_type=job.job_type,
+            attempt=job.attempt,
+        )
         self._tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, job.job_type))
 
@@ -209,6 +224,7 @@ class LocalExecutor:
         the rest: back to pending at once, their attempts not spent, rung for by the next live
         app within a second rather than waiting out their leases."""
         self._closing = True
+        self._delivered_by.clear()
         self._waiting.clear()  # still pending in the database; whoever runs next claims them
         if self._claimer is not None:
             self._wake.set()

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import sys
+from collections.abc import Coroutine
+from typing import IO, Any, TypeVar
 
 import structlog
 
+T = TypeVar("T")
 
-def configure(level: str = "INFO", *, json: bool = True) -> None:
+
+def detached_task(coro: Coroutine[Any, Any, T], **bound: object) -> asyncio.Task[T]:
+    """A task that carries only `bound` in its log context, not the context of its creator.
+
+    A task copies the context it is created in. A long-lived task started while a request is
+    handled (the executor's claimer, on the first doorbell) would otherwise stamp that
+    request's id on every line it and its children write for the life of the process.
+    """
+    context = contextvars.Context()
+    context.run(structlog.contextvars.bind_contextvars, **bound)
+    return asyncio.create_task(coro, context=context)
+
+
+def configure(level: str = "INFO", *, json: bool = True, stream: IO[str] | None = None) -> None:
     """Route structlog and the standard library (uvicorn, httpx) through one JSON renderer."""
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -22,7 +40,8 @@ def configure(level: str = "INFO", *, json: bool = True) -> None:
         # Plain tracebacks: rich's, with every frame's locals, cost milliseconds per failed
         # attempt, which a burst of failing jobs turns into minutes.
         else structlog.dev.ConsoleRenderer(
-            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+            colors=stream is None and sys.stderr.isatty(),
+            exception_formatter=structlog.dev.plain_traceback,
         )
     )
     structlog.configure(
@@ -37,7 +56,7 @@ def configure(level: str = "INFO", *, json: bool = True) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

@@ -1,5 +1,5 @@
 """`python -m jobhook.cli`: the same as the `jobhook` command."""
 
-from jobhook.cli.main import app
+from jobhook.cli.main import main
 
-app()
+main()

@@ -12,17 +12,16 @@ import json
 import statistics
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
 from jobhook.cli.watch import watch
 from jobhook.client import Caller, JobsClient
 from jobhook.config import DEMO_USER_ID
-from jobhook.devstack.cluster import port_is_listening
-from jobhook.devstack.stack import DevStack
+from jobhook.devstack.stack import DevStack, recorded
 from jobhook.store import new_pool
 
 Row = dict[str, Any]
@@ -31,34 +30,46 @@ BULK = 20
 
 @contextlib.asynccontextmanager
 async def _stack(stack: DevStack, console: Console) -> AsyncIterator[str]:
-    """The database URL of a running stack: the one already up, or one started here."""
-    if port_is_listening(stack.app_port, stack.app_host):
-        try:
-            async with httpx.AsyncClient() as http:
-                reply = await http.get(f"http://{stack.app_host}:{stack.app_port}/ready")
-            if reply.status_code == 200:
-                console.print("using the dev stack that is already running")
-                yield stack.cluster.url
-                return
-        except httpx.HTTPError:
-            pass
-        raise SystemExit(
-            f"port {stack.app_port} is taken by something that is not a ready jobhook app; "
-            "stop it and run the demo again"
-        )
+    """The database URL of a running stack: this checkout's, already up, or one started here.
+
+    Only the stack recorded in this data dir is used: whatever else holds the ports (a
+    `supabase start`, another checkout's stack) is someone else's, and the start fails on the
+    taken port instead of sending them jobs."""
+    running = recorded(stack.root)
+    if running is not None:
+        console.print(f"using the dev stack that is already running ({running['app_url']})")
+        yield running["database_url"]
+        return
     console.print("starting the dev stack (database, delivery worker, app)...")
     async with stack.running():
         yield stack.cluster.url
 
 
-async def run_demo(stack: DevStack, console: Console) -> int:
+async def run_demo(stack: DevStack, console: Console, log_file: Path | None = None) -> int:
     async with _stack(stack, console) as database_url:
         pool = new_pool(database_url, max_size=4)
         await pool.open(wait=True, timeout=30)
         try:
-            return await _run(JobsClient(pool), console)
+            code = await _run(JobsClient(pool), console)
         finally:
             await pool.close()
+    _next_steps(console, log_file)
+    return code
+
+
+def _next_steps(console: Console, log_file: Path | None) -> None:
+    steps = [
+        ("make dev", "keep the stack running (Ctrl-C stops it)"),
+        ("uv run jobhook submit sample_task --wait", "one job of your own, live"),
+        ("uv run jobhook jobs list", "your jobs; `jobs show ID` shows one"),
+        ("docs/conventions.md", "add a job type of your own"),
+        ("docs/quickstart.md", "from here to a deployed project"),
+    ]
+    console.print("\n[bold]next[/]")
+    for command, what in steps:
+        console.print(f"  {command:42} {what}", highlight=False)
+    if log_file is not None:
+        console.print(f"  the runner's log: {log_file}; `jobhook reset` drops the dev data")
 
 
 async def _run(client: JobsClient, console: Console) -> int:

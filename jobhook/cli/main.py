@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import signal
+import sys
+import traceback
 from collections.abc import AsyncIterator, Awaitable
 from datetime import datetime
 from pathlib import Path
@@ -16,14 +18,17 @@ import psycopg
 import typer
 import uvloop
 from rich.console import Console
-from rich.table import Column, Table
+from rich.table import Table
+from typer._click import exceptions as click_errors  # typer's own copy of click
 
 from jobhook import logs
-from jobhook.cli import typescript
+from jobhook.cli import listing, target, typescript
+from jobhook.cli.failures import CliError, explain
 from jobhook.cli.watch import watch
 from jobhook.client import Caller, CannotCancel, EnqueueRefused, JobNotFound, JobsClient
-from jobhook.config import DEMO_USER_ID, get_settings
-from jobhook.devstack.stack import APP_PORT, DB_PORT, DevStack
+from jobhook.config import DEMO_USER_ID, LOCAL_JWT_SECRET, Settings
+from jobhook.devstack.cluster import Cluster, server_reachable
+from jobhook.devstack.stack import APP_PORT, DB_PORT, DevStack, recorded
 from jobhook.devstack.tokens import user_token
 from jobhook.jobs import JobStatus
 from jobhook.store import new_pool, queries
@@ -39,37 +44,90 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(types_app, name="types")
 
 console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 T = TypeVar("T")
 
-DbPortOption = Annotated[int, typer.Option(help="database port")]
-AppPortOption = Annotated[int, typer.Option(help="app port")]
+
+class _State:
+    debug = False
+    database_flag: str | None = None
+    database: target.Target | None = None
+
+
+state = _State()
+
+
+def _uuid(value: str) -> str:
+    try:
+        return str(UUID(value))
+    except ValueError:
+        raise typer.BadParameter(
+            f"must be a user id (a UUID such as {DEMO_USER_ID}), got {value!r}"
+        ) from None
+
+
+DbPortOption = Annotated[int, typer.Option(help="database port (make dev DB_PORT=...)")]
+AppPortOption = Annotated[int, typer.Option(help="app port (make dev APP_PORT=...)")]
 DataDirOption = Annotated[
-    Path | None, typer.Option(help="where the database lives (default: .jobhook/)")
+    Path | None,
+    typer.Option(
+        envvar="JOBHOOK_DATA_DIR", help="where the dev stack's data lives (default: .jobhook/)"
+    ),
 ]
 UserOption = Annotated[
-    str, typer.Option("--user", help="act as this user id (default: the demo user)")
+    str,
+    typer.Option("--user", callback=_uuid, help="act as this user id (default: the demo user)"),
 ]
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="show the traceback of a failure")] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="the database the client verbs use (before DATABASE_URL, then the running "
+            "dev stack, then the local default)",
+        ),
+    ] = None,
+) -> None:
+    state.debug = debug
+    state.database_flag = database_url
+
+
+def _database() -> str:
+    """The database of a client verb, said on stderr when it is not the local default."""
+    chosen = target.resolve(state.database_flag)
+    state.database = chosen
+    if not chosen.is_default:
+        err.print(f"database: {chosen.describe()}")
+    return chosen.url
 
 
 def _run(main: Awaitable[T]) -> T:
-    try:
-        # uvloop: the dev stack, the demo and the benchmark spend their time in the event loop.
-        return uvloop.run(main)  # type: ignore[arg-type]
-    except psycopg.OperationalError as exc:
-        err.print(f"[red]cannot reach the database[/]: {exc}")
-        err.print("is the dev stack running? start it with [bold]make dev[/] (or set DATABASE_URL)")
-        raise typer.Exit(2) from None
+    # uvloop: the dev stack, the demo and the benchmark spend their time in the event loop.
+    return uvloop.run(main)  # type: ignore[arg-type]
 
 
 @contextlib.asynccontextmanager
 async def _client() -> AsyncIterator[JobsClient]:
-    pool = new_pool(get_settings().database_url, max_size=4)
+    url = _database()
+    # The pool would only time out; one direct attempt says why it cannot connect.
+    async with await psycopg.AsyncConnection.connect(url, connect_timeout=5):
+        pass
+    pool = new_pool(url, max_size=4)
     await pool.open(wait=True, timeout=5)
     try:
         yield JobsClient(pool)
     finally:
         await pool.close()
+
+
+def _check_environment() -> None:
+    """The settings the dev stack's app will read, checked before anything starts."""
+    Settings(SUPABASE_URL=None, SUPABASE_JWT_SECRET=LOCAL_JWT_SECRET)
 
 
 async def _until_signal(main: Awaitable[T]) -> T | None:
@@ -100,6 +158,7 @@ def dev(
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the dev stack (database, pg_net delivery worker, app, local executor) until Ctrl-C."""
+    _check_environment()
     logs.configure(json=False)
     stack = DevStack(db_port=db_port, app_port=app_port, data_dir=data_dir)
 
@@ -110,6 +169,7 @@ def dev(
             console.print(f"  app       {served.url}  (docs at {served.url}/docs)")
             console.print(f"  webhook   {stack.webhook_url}")
             console.print(f"  demo user {DEMO_USER_ID}  (jobhook token --user {DEMO_USER_ID})")
+            console.print(f"  recorded  {stack.record_path}  (submit, jobs, types, sweep use it)")
             await asyncio.Event().wait()
 
     _run(_until_signal(main()))
@@ -125,22 +185,50 @@ def demo(
     """Start the stack, run sample jobs end to end with live progress, print results, stop."""
     from jobhook.cli.demo import run_demo
 
-    logs.configure(level="WARNING", json=False)
+    _check_environment()
     stack = DevStack(db_port=db_port, app_port=app_port, data_dir=data_dir)
-    raise typer.Exit(_run(run_demo(stack, console)))
+    if recorded(stack.root) is None:
+        stack.check_ports()
+    # The runner's warnings (the planned failure among them) go to a file, not into the bars.
+    stack.root.mkdir(parents=True, exist_ok=True)
+    log_file = stack.root / "demo.log"
+    with log_file.open("a") as log_stream:
+        logs.configure(level="WARNING", json=False, stream=log_stream)
+        raise typer.Exit(_run(run_demo(stack, console, log_file)))
+
+
+@app.command()
+def reset(
+    data_dir: DataDirOption = None,
+    db_port: DbPortOption = DB_PORT,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
+) -> None:
+    """Drop the dev stack's data (database, jobs, logs); the next `make dev` starts afresh."""
+    root = target.data_dir(data_dir)
+    if recorded(root) is not None:
+        raise CliError(
+            f"the dev stack is running from {root}",
+            "stop it first (Ctrl-C where `make dev` runs), then run `jobhook reset` again",
+        )
+    cluster = Cluster(server_reachable(root), port=db_port)
+    if not root.exists() and not cluster.root.exists():
+        console.print(f"nothing to reset: {root} does not exist")
+        return
+    if not yes and not typer.confirm(f"drop every job and the database in {root}?"):
+        raise CliError("nothing was dropped", "pass --yes to reset without asking", code=1)
+    cluster.destroy()
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
+    console.print(f"dropped the dev data in {root}; `make dev` or `make demo` starts afresh")
 
 
 @app.command()
 def token(
-    user: Annotated[str, typer.Option("--user", help="the user id (sub claim)")],
+    user: Annotated[str, typer.Option("--user", callback=_uuid, help="the user id (sub claim)")],
     expires_in: Annotated[int, typer.Option(help="seconds until it expires")] = 3600,
 ) -> None:
     """Print a JWT for the dev stack (the supabase CLI's local secret and issuer)."""
-    try:
-        UUID(user)
-    except ValueError:
-        err.print(f"[red]--user must be a UUID[/], got {user!r}")
-        raise typer.Exit(2) from None
     print(user_token(user, expires_in=expires_in))
 
 
@@ -191,7 +279,7 @@ def sweep() -> None:
 
     async def main() -> dict[str, Any]:
         async with await psycopg.AsyncConnection.connect(
-            get_settings().database_url, autocommit=True
+            _database(), autocommit=True, connect_timeout=5
         ) as conn:
             cursor = await conn.execute(queries()["sweep"])
             row = await cursor.fetchone()
@@ -253,6 +341,7 @@ def list_jobs(
     job_type: Annotated[str | None, typer.Option("--type", help="only jobs of this type")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
     user: UserOption = DEMO_USER_ID,
+    as_json: JsonOption = False,
 ) -> None:
     """Your jobs, newest first."""
 
@@ -261,43 +350,34 @@ def list_jobs(
             page = await client.list(
                 Caller.user(user), status=status, job_type=job_type, limit=limit
             )
-        table = Table(
-            Column("id", no_wrap=True),
-            "type",
-            "status",
-            Column("progress", justify="right"),
-            Column("attempt", justify="right"),
-            Column("created", no_wrap=True),
-            Column("error", overflow="ellipsis", no_wrap=True),
-        )
-        for row in page.jobs:
-            table.add_row(
-                str(row["id"]),
-                row["job_type"],
-                row["status"],
-                f"{row['progress']}%",
-                str(row["attempt"]),
-                row["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
-                (row["error"] or "")[:60],
-            )
-        console.print(table)
-        console.print(f"{len(page.jobs)} of {page.total}")
+        if as_json:
+            print(json.dumps({"jobs": page.jobs, "total": page.total}, default=str))
+            return
+        for line in listing.render(page.jobs, width=console.width):
+            print(line)
+        print(f"{len(page.jobs)} of {page.total}" + ("" if page.jobs else " (jobhook submit TYPE)"))
 
     _run(main())
 
 
 @jobs_app.command("show")
-def show_job(job_id: UUID, user: UserOption = DEMO_USER_ID) -> None:
-    """One job, every column."""
+def show_job(
+    job_id: UUID,
+    user: UserOption = DEMO_USER_ID,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="accepted for scripts: show always prints JSON")
+    ] = False,
+) -> None:
+    """One job, every column, as JSON."""
 
     async def main() -> int:
         async with _client() as client:
             try:
                 row = await client.get(Caller.user(user), job_id)
             except JobNotFound:
-                err.print(f"[red]no job {job_id}[/] (or it is not yours)")
+                err.print(f"[red]no job {job_id}[/] (or it is not yours): see `jobhook jobs list`")
                 return 1
-        console.print_json(json.dumps(row, default=str))
+        print(json.dumps(row, default=str, indent=None if not sys.stdout.isatty() else 2))
         return 0
 
     raise typer.Exit(_run(main()))
@@ -312,7 +392,7 @@ def cancel_job(job_id: UUID, user: UserOption = DEMO_USER_ID) -> None:
             try:
                 row = await client.cancel(Caller.user(user), job_id)
             except JobNotFound:
-                err.print(f"[red]no job {job_id}[/] (or it is not yours)")
+                err.print(f"[red]no job {job_id}[/] (or it is not yours): see `jobhook jobs list`")
                 return 1
             except CannotCancel as exc:
                 err.print(f"[red]cannot cancel[/]: {exc}")
@@ -331,48 +411,87 @@ def watch_jobs(
         UUID | None, typer.Argument(help="one job; default: your unfinished jobs")
     ] = None,
     user: UserOption = DEMO_USER_ID,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="no bars: print the final rows as JSON lines")
+    ] = False,
 ) -> None:
     """Live progress of a job, or of all your unfinished jobs, until they finish."""
     caller = Caller.user(user)
 
-    async def main() -> None:
+    async def main() -> int:
         async with _client() as client:
-            if job_id is not None:
-                await client.get(caller, job_id)
             watched: set[Any] = set()
+
+            async def unfinished() -> None:
+                for status in (JobStatus.PENDING, JobStatus.PROCESSING):
+                    page = await client.list(caller, status=status, limit=100)
+                    watched.update(row["id"] for row in page.jobs)
+
+            if job_id is not None:
+                try:
+                    await client.get(caller, job_id)
+                except JobNotFound:
+                    err.print(f"[red]no job {job_id}[/] (or it is not yours)")
+                    return 1
+            else:
+                await unfinished()
+                if not watched:
+                    err.print("no unfinished jobs to watch; `jobhook jobs list` shows the rest")
+                    return 0
 
             async def fetch() -> list[dict[str, Any]]:
                 if job_id is not None:
                     return [await client.get(caller, job_id)]
-                for status in (JobStatus.PENDING, JobStatus.PROCESSING):
-                    page = await client.list(caller, status=status, limit=100)
-                    watched.update(row["id"] for row in page.jobs)
+                await unfinished()
                 return [await client.get(caller, i) for i in sorted(watched, key=str)]
 
-            await watch(fetch, console)
+            if as_json:
+                rows = await watch(fetch, Console(quiet=True))
+                for row in rows:
+                    print(json.dumps(row, default=str))
+            else:
+                await watch(fetch, console)
+            return 0
 
-    try:
-        _run(main())
-    except JobNotFound:
-        err.print(f"[red]no job {job_id}[/] (or it is not yours)")
-        raise typer.Exit(1) from None
+    raise typer.Exit(_run(main()))
 
 
 # -- job types --------------------------------------------------------------------------------
 
 
 @types_app.command("sync")
-def sync_types() -> None:
+def sync_types(
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="write types that no running deployment serves yet, all the same"
+        ),
+    ] = False,
+) -> None:
     """Write the handlers' job types to jobhook.job_types; disable types no live deployment
-    serves any more."""
+    serves any more. A type no running deployment can run is refused unless --force."""
     import handlers
     from jobhook.registry import registry
 
     handlers.load_all()
-    with psycopg.connect(get_settings().database_url, autocommit=True) as conn:
+    with psycopg.connect(_database(), autocommit=True, connect_timeout=5) as conn:
+        served = {row[0] for row in conn.execute(queries()["served_job_types"]).fetchall()}
+        unserved = sorted(t.name for t in registry if t.name not in served)
+        if unserved and served and not force:
+            # A deployment runs (it renews its types), but not these: jobs of them would be
+            # accepted and then fail with "no handler in this deployment".
+            raise CliError(
+                f"no running deployment serves {', '.join(unserved)}: the database would accept "
+                "jobs that nothing can run",
+                "restart the dev stack (Ctrl-C, then `make dev`) or deploy (`jobhook deploy`): "
+                "each syncs its own types at start-up; or pass --force",
+                code=1,
+            )
         disabled = registry.sync(conn)
     for job_type in registry:
         console.print(f"[green]synced[/] {job_type.name} (tier {job_type.tier})")
+    for name in unserved:
+        err.print(f"[yellow]warning[/]: no running deployment serves {name} yet")
     for name in disabled:
         console.print(f"[yellow]disabled[/] {name} (no live deployment serves it)")
 
@@ -381,10 +500,15 @@ types_app.command("ts")(typescript.types_ts)
 
 
 @types_app.command("list")
-def list_types() -> None:
+def list_types(as_json: JsonOption = False) -> None:
     """The catalogue as the database has it."""
-    with psycopg.connect(get_settings().database_url) as conn:
-        rows = conn.execute(queries()["list_job_types"]).fetchall()
+    with psycopg.connect(_database(), connect_timeout=5) as conn:
+        cursor = conn.execute(queries()["list_job_types"])
+        names = [column.name for column in cursor.description or []]
+        rows = cursor.fetchall()
+    if as_json:
+        print(json.dumps([dict(zip(names, row, strict=True)) for row in rows], default=str))
+        return
     table = Table("name", "enabled", "tier", "max attempts", "timeout (s)")
     for row in rows:
         table.add_row(*(str(value) for value in row))
@@ -398,7 +522,48 @@ def _print_outcome(row: dict[str, Any]) -> None:
         err.print(f"[red]{row['status']}[/]: {row['error']}")
 
 
+# -- deploying --------------------------------------------------------------------------------
+from jobhook.cli import deploy as _deploy  # noqa: E402 - registers its commands on `app`
 from jobhook.cli import doctor  # noqa: E402, F401  (defines `jobhook doctor` on app)
 
+_deploy.register(app)
+
+
+def _say(problem: str, fix: str | None = None, *, code: int = 2) -> int:
+    print(f"error: {problem}", file=sys.stderr)
+    if fix:
+        print(f"  fix: {fix}" if not fix.startswith("see ") else f"  {fix}", file=sys.stderr)
+    return code
+
+
+def main() -> None:
+    """The console script: every failure in one or two lines, a traceback only with --debug."""
+    try:
+        code = app(standalone_mode=False)
+    except KeyboardInterrupt:
+        code = 130
+    except typer.Abort:
+        _say("aborted")
+        code = 130
+    except click_errors.NoArgsIsHelpError as exc:
+        exc.show()
+        code = exc.exit_code
+    except click_errors.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "jobhook"
+        code = _say(exc.format_message(), f"see `{command} --help`", code=exc.exit_code)
+    except click_errors.ClickException as exc:
+        code = _say(exc.format_message(), code=exc.exit_code)
+    except Exception as exc:
+        explained = explain(exc, state.database.describe() if state.database else None)
+        if state.debug:
+            traceback.print_exc()
+        if explained is None:
+            first = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            code = _say(first, "run again with --debug for the traceback", code=1)
+        else:
+            code = _say(explained.problem, explained.fix, code=explained.code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    app()
+    main()

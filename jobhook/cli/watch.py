@@ -31,7 +31,11 @@ def label(row: Row) -> str:
 def status_text(row: Row) -> str:
     style = STATUS_STYLE.get(row["status"], "white")
     attempt = f" #{row['attempt']}" if row["attempt"] > 1 else ""
-    message = row.get("progress_message") or row.get("error") or ""
+    # A failed (or retrying) job says why, not what it last reported while it still ran.
+    failed = row["status"] in ("failed", "cancelled") or (
+        row["status"] == "pending" and row["attempt"] > 0
+    )
+    message = (row.get("error") if failed else None) or row.get("progress_message") or ""
     return f"[{style}]{row['status']}{attempt}[/] {message}"[:120]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from fastapi import FastAPI
 
 from jobhook.config import LOCAL_JWT_SECRET, Settings
 from jobhook.devstack import database
-from jobhook.devstack.cluster import Cluster, server_reachable
+from jobhook.devstack.cluster import Cluster, ClusterError, port_is_listening, server_reachable
 from jobhook.devstack.delivery import RESTART_DELAY, DeliveryWorker
 from jobhook.jobs import SetupError
 
@@ -32,6 +33,21 @@ log = structlog.get_logger("jobhook.devstack.stack")
 DB_PORT = 54322
 APP_HOST = "127.0.0.1"
 APP_PORT = 8000
+# Where a running stack writes its URLs, in its data dir: how the client verbs find it.
+RECORD_NAME = "stack.json"
+
+
+class PortTaken(ClusterError):
+    """A port the stack needs is held by another process; nothing was created or started."""
+
+    def __init__(self, what: str, port: int, option: str) -> None:
+        self.port = port
+        variable = option.removeprefix("--").upper().replace("-", "_")
+        super().__init__(
+            f"port {port} ({what}) is taken by another process "
+            f"(`ss -ltnp 'sport = :{port}'` shows which)\n"
+            f"choose another: `make dev {variable}=<port>` (or make demo), or `{option} <port>`"
+        )
 
 
 class QuietServer(uvicorn.Server):
@@ -132,19 +148,44 @@ class DevStack:
     data_dir: Path | None = None  # default: .jobhook/ in the project, git-ignored
 
     @property
+    def root(self) -> Path:
+        return self.data_dir or self.project_dir / ".jobhook"
+
+    @property
     def cluster(self) -> Cluster:
-        root = self.data_dir or self.project_dir / ".jobhook"
-        return Cluster(server_reachable(root), port=self.db_port)
+        return Cluster(server_reachable(self.root), port=self.db_port)
+
+    @property
+    def record_path(self) -> Path:
+        return self.root / RECORD_NAME
+
+    @property
+    def app_url(self) -> str:
+        return f"http://{self.app_host}:{self.app_port}"
 
     @property
     def webhook_url(self) -> str:
         return f"http://{self.app_host}:{self.app_port}/webhooks/jobs"
+
+    def check_ports(self) -> None:
+        """Before anything is created: a port held by someone else (a `supabase start`,
+        another checkout's stack) must leave no data dir and no half-started stack behind."""
+        cluster = self.cluster
+        ours = cluster.initialized() and cluster.running()
+        if not ours and port_is_listening(self.db_port):
+            raise PortTaken("database", self.db_port, "--db-port")
+        if port_is_listening(self.app_port, self.app_host):
+            raise PortTaken("app", self.app_port, "--app-port")
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Served]:
         """Start everything, and stop everything this call started when the block ends."""
         cluster = self.cluster
         started_cluster = not (cluster.initialized() and cluster.running())
+        self.check_ports()
+        handler_env = load_env_file(self.project_dir / ".env")
+        if handler_env:
+            log.info("handler variables from .env", names=sorted(handler_env))
         await asyncio.to_thread(cluster.start)
         try:
             secrets = [s for s in os.environ.get("JOBHOOK_WEBHOOK_SECRETS", "").split(",") if s]
@@ -171,7 +212,46 @@ class DevStack:
             )
             async with serve(settings, host=self.app_host, port=self.app_port) as served:
                 print(f"  dashboard {served.url}/dashboard  (sign in with {api_key})", flush=True)
-                yield served
+                self._record(cluster)
+                try:
+                    yield served
+                finally:
+                    self.record_path.unlink(missing_ok=True)
         finally:
             if started_cluster:
                 await asyncio.to_thread(cluster.stop)
+
+    def _record(self, cluster: Cluster) -> None:
+        """Write the stack's URLs where `submit`, `jobs`, `types` and `sweep` look for them."""
+        record = {
+            "database_url": cluster.url,
+            "app_url": self.app_url,
+            "webhook_url": self.webhook_url,
+            "pid": os.getpid(),
+        }
+        self.record_path.parent.mkdir(parents=True, exist_ok=True)
+        self.record_path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def load_env_file(path: Path) -> dict[str, str]:
+    """Give handlers the variables of the git-ignored `.env` (their API keys and the like), as
+    Modal gives them a deployment's secret; what the shell already exports wins."""
+    from dotenv import dotenv_values
+
+    if not path.exists():
+        return {}
+    values = {k: v for k, v in dotenv_values(path).items() if v}
+    for key, value in values.items():
+        os.environ.setdefault(key, value)
+    return values
+
+
+def recorded(root: Path) -> dict[str, str] | None:
+    """The URLs of the dev stack running from `root`, or None when none runs there now."""
+    try:
+        record = json.loads((root / RECORD_NAME).read_text())
+        pid = int(record["pid"])
+        os.kill(pid, 0)  # a record left by a stack that was killed names a process that is gone
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {key: str(value) for key, value in record.items()}

@@ -174,3 +174,7 @@ select vault.update_secret(%(id)s, %(value)s);
 
 -- name: list_job_types
 select name, enabled, tier, max_attempts, timeout_seconds from jobhook.job_types order by name;
+
+-- name: served_job_types
+-- The types some live deployment renews (jobhook.job_types.served_until): what can run now.
+select name from jobhook.job_types where enabled and served_until > now();
