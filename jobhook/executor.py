@@ -80,6 +80,9 @@ class LocalExecutor:
         # order they are next served, and how many were turned away per type.
         self._owed: dict[str, None] = {}
         self._refusals: Counter[str] = Counter()
+        # Attempts ended per type: one that ends while a claim for its type is out may have
+        # freed a user's cap after that claim looked (see _claim_owed).
+        self._ended: Counter[str] = Counter()
         self._closing = False
 
     @property
@@ -173,6 +176,7 @@ class LocalExecutor:
             if room <= 0:
                 continue
             refusals = self._refusals[job_type]
+            ended = self._ended[job_type]
             jobs = await self.runner.store.claim_due([job_type], room, self.runner.worker_id)
             for job in jobs:
                 self._start(job)
@@ -181,8 +185,12 @@ class LocalExecutor:
             if (
                 len(jobs) == room
                 or self._refusals[job_type] != refusals
-                # Users at their cap wait for their running jobs: look again when one ends.
-                or (self._capped(job_type) and self._running[job_type] > 0)
+                # Users at their cap wait for their running jobs: look again when one ends,
+                # and when one ended while this claim was out (its wake came before this).
+                or (
+                    self._capped(job_type)
+                    and (self._running[job_type] > 0 or self._ended[job_type] != ended)
+                )
             ):
                 self._owed[job_type] = None  # maybe more: back of the turn order
         return started
@@ -216,6 +224,7 @@ class LocalExecutor:
     def _finished(self, task: asyncio.Task[Any], job_type: str) -> None:
         self._tasks.discard(task)
         self._running[job_type] -= 1
+        self._ended[job_type] += 1
         if self._waiting or self._owed:
             self._wake.set()
 

@@ -229,7 +229,7 @@ def _vault(present: list[str], url_problem: str | None) -> Check:
             "vault",
             Severity.FAULT,
             f"{vault.WEBHOOK_URL} cannot be used: {url_problem}; jobs cannot be dispatched",
-            f"set it to https://<your app>/webhooks/jobs: select vault.update_secret(id, '<url>')"
+            "set it to your app's /webhooks/jobs address: select vault.update_secret(id, '<url>')"
             f" from vault.secrets where name = '{vault.WEBHOOK_URL}'",
             blocks_ready=True,
         )

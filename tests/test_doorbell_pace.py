@@ -248,8 +248,8 @@ async def test_a_ring_that_shared_nothing_costs_no_drain(committed: Stack) -> No
 @pytest.mark.parametrize(
     ("url", "problem", "curl_refuses"),
     [
-        ("app.example.com/webhooks/jobs", "it must start with http:// or https://", True),
-        ("127.0.0.1:8000/webhooks/jobs", "it must start with http:// or https://", True),
+        ("app.example.com/webhooks/jobs", "its scheme must be http or https", True),
+        ("127.0.0.1:8000/webhooks/jobs", "its scheme must be http or https", True),
         ("https://app example.com/webhooks", "it must read scheme://host[:port][/path]", True),
         ("http://127.0.0.1:99999/webhooks/jobs", "its port must be at most 65535", True),
         # curl takes credentials in a URL; a doorbell has no use for them, and a log would

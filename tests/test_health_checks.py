@@ -112,7 +112,7 @@ async def test_a_webhook_url_pg_net_would_refuse_is_named_without_the_url(
     check = by_name(report)["vault"]
     assert check.severity is health.Severity.FAULT
     assert check.found == (
-        "jobhook_webhook_url cannot be used: it must start with http:// or https://;"
+        "jobhook_webhook_url cannot be used: its scheme must be http or https;"
         " jobs cannot be dispatched"
     )
     assert "secret-host" not in check.found

@@ -96,7 +96,7 @@ set search_path = ''
 as $$
   select case
     when url is null then 'it is not set'
-    when url !~* '^https?://' then 'it must start with http:// or https://'
+    when url !~* '^https?://' then 'its scheme must be http or https'
     when url !~ '^[A-Za-z]+://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?([/?#][^[:space:][:cntrl:]]*)?$'
       then 'it must read scheme://host[:port][/path], with no spaces and no user name'
     when substring(url from '^[A-Za-z]+://[^/?#]*:([0-9]{1,5})([/?#]|$)')::integer > 65535
@@ -202,7 +202,7 @@ begin
   if problem is not null then
     raise warning 'jobhook: the webhook URL in Vault (jobhook_webhook_url) cannot be used: %; % job(s) stay pending until it is fixed',
       problem, total
-      using hint = 'set it to https://<your app>/webhooks/jobs with vault.update_secret';
+      using hint = 'set it to your app''s /webhooks/jobs address with vault.update_secret';
     return 0;
   end if;
 
