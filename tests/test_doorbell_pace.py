@@ -298,6 +298,7 @@ def test_a_webhook_url_pg_net_would_refuse_never_fails_a_clients_insert(
         "https://jobhook-api.modal.run/webhooks/jobs",
         "https://[::1]:8443/webhooks/jobs?x=1",
         "HTTPS://App.Example.com",
+        "http://jobhook_app:8000/webhooks/jobs",  # a container's name: curl takes "_"
     ],
 )
 def test_a_webhook_shaped_url_is_one_pg_net_takes(conn: psycopg.Connection[Any], url: str) -> None:

@@ -97,7 +97,7 @@ as $$
   select case
     when url is null then 'it is not set'
     when url !~* '^https?://' then 'its scheme must be http or https'
-    when url !~ '^[A-Za-z]+://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?([/?#][^[:space:][:cntrl:]]*)?$'
+    when url !~ '^[A-Za-z]+://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?([/?#][^[:space:][:cntrl:]]*)?$'
       then 'it must read scheme://host[:port][/path], with no spaces and no user name'
     when substring(url from '^[A-Za-z]+://[^/?#]*:([0-9]{1,5})([/?#]|$)')::integer > 65535
       then 'its port must be at most 65535'
