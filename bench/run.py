@@ -220,6 +220,19 @@ def as_user(statement: sql.Composable, claims: str = CLAIMS) -> sql.Composed:
     ).format(claims=sql.Literal(claims), statement=statement)
 
 
+async def inserted_job(
+    producer: psycopg.AsyncConnection[Any], statement: sql.Composed
+) -> tuple[str, float]:
+    """Run one `as_user` insert; the job's id and when its commit returned."""
+    cursor = await producer.execute(statement)
+    at = time.time()
+    # The results of begin, set_config, insert and commit, in order.
+    cursor.nextset()
+    cursor.nextset()
+    row = await cursor.fetchone()
+    return str(row[0]) if row else "", at
+
+
 INSERT_ONE = as_user(
     sql.SQL("insert into public.jobs (job_type) values ({}) returning id").format(
         sql.Literal(workers.NOOP)
@@ -237,14 +250,8 @@ async def jobhook_figures(
 
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as producer:
 
-        async def insert_one() -> tuple[str, float]:
-            cursor = await producer.execute(INSERT_ONE)
-            at = time.time()
-            # The results of begin, set_config, insert and commit, in order.
-            cursor.nextset()
-            cursor.nextset()
-            row = await cursor.fetchone()
-            return str(row[0]) if row else "", at
+        def insert_one() -> Awaitable[tuple[str, float]]:
+            return inserted_job(producer, INSERT_ONE)
 
         with child(workers.run_jobhook, url, port, True) as consumer:
             await warm_up(insert_one, consumer.started)
@@ -493,13 +500,8 @@ async def jobhook_concurrent(
             json.dumps({"sub": users[n], "role": "authenticated"}),
         )
 
-        async def insert() -> tuple[str, float]:
-            cursor = await producer.execute(statement)
-            at = time.time()
-            cursor.nextset()
-            cursor.nextset()
-            row = await cursor.fetchone()
-            return str(row[0]) if row else "", at
+        def insert() -> Awaitable[tuple[str, float]]:
+            return inserted_job(producer, statement)
 
         return insert
 
