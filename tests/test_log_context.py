@@ -3,6 +3,7 @@ not those of whichever webhook request happened to start the executor's claimer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -17,8 +18,21 @@ pytestmark = pytest.mark.commits
 async def test_runner_lines_carry_their_own_job_and_delivery(
     app_stack: Served, committed: Stack, json_logs: Callable[[], list[dict[str, Any]]]
 ) -> None:
+    executor = app_stack.app.state.runtime.executor
+
+    async def drained() -> None:
+        # A job the executor drains from the table (jobhook.claim_due) came with no delivery:
+        # each job here is inserted once it has nothing left to drain, so its own doorbell
+        # brings it.
+        async with asyncio.timeout(10):
+            while executor._owed:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+    warm_up = insert_job(committed.url, "sample_task", {"steps": 1, "step_seconds": 0})
+    await wait_for_job(committed.url, warm_up, finished)
     jobs = []
     for n in range(3):  # one doorbell each: the next job is inserted once the last has finished
+        await drained()
         job_id = insert_job(
             committed.url, "sample_task", {"steps": 1, "step_seconds": 0, "result": n}
         )
