@@ -39,7 +39,7 @@ def run_jobhook(
     import os
 
     if net_latency_ms is not None:
-        os.environ["JOBHOOK_DEV_NET_PACE"] = "1"
+        os.environ["JOBHOOK_DEV_NET_PACED"] = "1"
         os.environ["JOBHOOK_DEV_NET_LATENCY_MS"] = str(net_latency_ms)
     from jobhook import logs
     from jobhook.config import Settings
