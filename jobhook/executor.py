@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -18,6 +18,7 @@ import structlog
 
 from jobhook import logs, metrics
 from jobhook.doorbell import DispatchedJob
+from jobhook.linger import Linger
 from jobhook.registry import Registry
 from jobhook.runner import Runner
 from jobhook.store import ClaimedJob, is_transient
@@ -62,8 +63,10 @@ class LocalExecutor:
         max_per_type: int,
         max_waiting: int = 10_000,
         claim_batch: int = 500,
+        linger: Linger | None = None,
     ) -> None:
         self.runner = runner
+        self.linger = linger
         self.max_concurrency = max_concurrency
         self.max_per_type = max_per_type
         self.max_waiting = max_waiting
@@ -83,6 +86,10 @@ class LocalExecutor:
         # Attempts ended per type: one that ends while a claim for its type is out may have
         # freed a user's cap after that claim looked (see _claim_owed).
         self._ended: Counter[str] = Counter()
+        # Attempts started so far: a round of claims that started any keeps the runner watching.
+        self._started = 0
+        # Inserts a look counted that the claims after it may not have found yet.
+        self._unseen = 0
         self._closing = False
 
     @property
@@ -117,8 +124,9 @@ class LocalExecutor:
         # its jobs (and so release them), or they would sit in processing until their leases
         # expired, each losing an attempt.
         while not self._closing:
-            await self._wake.wait()
-            self._wake.clear()
+            if not await self._woken():
+                continue
+            started = self._started
             while not self._closing:
                 batch = self._next_batch()
                 try:
@@ -132,8 +140,7 @@ class LocalExecutor:
                         self._owe_capped(batch, claimed)
                         if self.runner.store.doorbells_shared():
                             # The ring may have announced other inserts' jobs too: drain.
-                            for job_type in self.runner.registry:
-                                self._owed.setdefault(job_type.name)
+                            self._owe_all()
                     elif not (self._owed and await self._claim_owed()):
                         break  # nothing waits, or what is owed has no room: wait for a wake
                 except Exception as exc:
@@ -148,6 +155,57 @@ class LocalExecutor:
                         # The ids stay pending in the database; the sweep rings for them again.
                         log.exception("claim failed; the sweep will ring for these jobs again")
                     await asyncio.sleep(0.5)
+            started = self._started - started
+            # Fewer started than inserts counted (each statement one or more jobs): look again.
+            self._unseen = self._unseen if self._unseen > started else 0
+            if self.linger is not None and started and not self._closing:
+                await self._lingering(self.linger.extend)
+
+    async def _woken(self) -> bool:
+        """Wait for a doorbell or a finished attempt; while lingering, look for inserts that
+        counted themselves instead (jobhook.linger) every poll interval meanwhile. Whether
+        there is claiming to do."""
+        linger = self.linger
+        if linger is None or not linger.watching:
+            await self._wake.wait()
+        else:
+            try:
+                async with asyncio.timeout(linger.poll_seconds):
+                    await self._wake.wait()
+            except TimeoutError:
+                if self._unseen:
+                    # An insert counts itself before it commits: what the claims after a look
+                    # did not find may be visible now. Looked for once more, then left to the
+                    # next count (or to dispatch_due).
+                    self._unseen = 0
+                    self._owe_all()
+                elif counted := await self._lingering(linger.look):
+                    self._owe_all()
+                    self._unseen = counted
+                elif linger.over():
+                    await self._lingering(linger.stop)
+                    # Once more, for an insert that counted itself and committed after the
+                    # last look.
+                    self._owe_all()
+                else:
+                    return False
+        self._wake.clear()
+        return True
+
+    async def _lingering(self, step: Callable[[], Awaitable[Any]]) -> Any:
+        """One step of the linger; should the database fail it, stop watching (the listed
+        types lapse within the linger, and their inserts ring again)."""
+        assert self.linger is not None
+        try:
+            return await step()
+        except Exception as exc:
+            self.linger.forget()
+            log.warning("stopped watching for shared doorbells", error=str(exc))
+            return None
+
+    def _owe_all(self) -> None:
+        for job_type in self.runner.registry:
+            self._owed.setdefault(job_type.name)
 
     def _owe_capped(self, batch: list[DispatchedJob], claimed: list[ClaimedJob]) -> None:
         """A type that caps its running jobs per user leaves a user's jobs pending past the
@@ -210,6 +268,7 @@ class LocalExecutor:
         return batch
 
     def _start(self, job: ClaimedJob) -> None:
+        self._started += 1
         self._running[job.job_type] += 1
         task = logs.detached_task(
             self.runner.execute(job),
@@ -240,6 +299,9 @@ class LocalExecutor:
             _, claiming = await asyncio.wait([self._claimer], timeout=CLAIM_WAIT_SECONDS)
             for claimer in claiming:  # a claim hung on a dead connection: its lease will tell
                 claimer.cancel()
+        if self.linger is not None and self.linger.watching:
+            # The next app's doorbells must ring now, not once this one's linger lapses.
+            await self._lingering(self.linger.stop)
         if self._tasks and grace_seconds > 0:
             await asyncio.wait(set(self._tasks), timeout=grace_seconds)
         if self._tasks:

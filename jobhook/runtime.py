@@ -24,6 +24,7 @@ from jobhook.config import Settings
 from jobhook.doorbell import Verifier
 from jobhook.executor import Executor, LocalExecutor
 from jobhook.jobs import SetupError
+from jobhook.linger import Linger
 from jobhook.registry import SERVE_SECONDS, Registry
 from jobhook.runner import Runner, new_worker_id
 from jobhook.store import Store, new_pool
@@ -241,8 +242,18 @@ def tune_garbage_collector() -> None:
 
 
 def local_executor(runtime: Runtime) -> Executor:
+    settings = runtime.settings
+    linger = None
+    if settings.drain_linger_ms > 0:
+        linger = Linger(
+            runtime.runner.store,
+            [job_type.name for job_type in runtime.runner.registry],
+            settings.drain_linger_ms,
+            settings.drain_poll_ms,
+        )
     return LocalExecutor(
         runtime.runner,
-        max_concurrency=runtime.settings.max_concurrency,
-        max_per_type=runtime.settings.max_concurrency_per_type,
+        max_concurrency=settings.max_concurrency,
+        max_per_type=settings.max_concurrency_per_type,
+        linger=linger,
     )

@@ -201,6 +201,27 @@ class Store:
         self._drained_at = self._shared_doorbells
         return shared
 
+    async def keep_draining(self, job_types: list[str], linger_ms: int) -> datetime:
+        """Watch for inserts of these types sharing doorbells for `linger_ms` more (they stop
+        ringing meanwhile); until when the database now counts on this runner."""
+        rows = await self._all("keep_draining", {"job_types": job_types, "linger_ms": linger_ms})
+        self._shared_doorbells = max(self._shared_doorbells, rows[0]["shared_doorbells"])
+        watching_until: datetime = rows[0]["watching_until"]
+        return watching_until
+
+    async def stop_draining(self, job_types: list[str], watched_until: datetime) -> None:
+        """Inserts of these types ring again, unless another runner watches for them longer."""
+        await self._all("stop_draining", {"job_types": job_types, "watched_until": watched_until})
+
+    async def look_for_shared_doorbells(self) -> int:
+        """Read jobhook.shared_doorbells: how many insert statements shared doorbells since the
+        last drain."""
+        shared = await self._value("shared_doorbells")
+        self._shared_doorbells = max(self._shared_doorbells, shared)
+        moved = self._shared_doorbells - self._drained_at
+        self._drained_at = self._shared_doorbells
+        return moved
+
     async def claim_due(
         self, job_types: list[str], max_jobs: int, worker_id: str
     ) -> list[ClaimedJob]:

@@ -140,6 +140,8 @@ def committed(test_db: Stack) -> Iterator[Stack]:
             " insert into jobhook.settings default values;"
             # The next test's first insert rings, whenever this one's last did.
             " update jobhook.locks set rung_at = null where name = 'doorbell';"
+            # and no runner the test ran still watches for its types.
+            " delete from jobhook.drains;"
         )
         _reset_job_types(conn)
         vault.write(conn, vault.WEBHOOK_URL, test_db.webhook_url)

@@ -54,6 +54,7 @@ def conn(committed: Stack) -> Any:
     with psycopg.connect(committed.url, autocommit=True) as conn:
         # As if no doorbell had rung for a while (the tests before this one rang theirs).
         conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
+        conn.execute("delete from jobhook.drains")
         yield conn
 
 

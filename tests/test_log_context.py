@@ -21,11 +21,11 @@ async def test_runner_lines_carry_their_own_job_and_delivery(
     executor = app_stack.app.state.runtime.executor
 
     async def drained() -> None:
-        # A job the executor drains from the table (jobhook.claim_due) came with no delivery:
-        # each job here is inserted once it has nothing left to drain, so its own doorbell
-        # brings it.
+        # A job the executor drains from the table (jobhook.claim_due) came with no delivery,
+        # as does one it finds while it lingers (jobhook.linger): each job here is inserted once
+        # it has nothing left to drain and has stopped watching, so its own doorbell brings it.
         async with asyncio.timeout(10):
-            while executor._owed:  # noqa: ASYNC110
+            while executor._owed or executor.linger.watching:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
 
     warm_up = insert_job(committed.url, "sample_task", {"steps": 1, "step_seconds": 0})

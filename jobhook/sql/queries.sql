@@ -17,6 +17,16 @@ select id, user_id, job_type, payload::text as payload, attempt, max_attempts, l
        started_at - greatest(created_at, run_at) as start_latency
   from jobhook.claim_due(%(job_types)s::text[], %(max_jobs)s, %(worker_id)s);
 
+-- name: keep_draining
+select watching_until, shared_doorbells
+  from jobhook.keep_draining(%(job_types)s::text[], %(linger_ms)s);
+
+-- name: stop_draining
+select jobhook.stop_draining(%(job_types)s::text[], %(watched_until)s)::text;
+
+-- name: shared_doorbells
+select s.last_value as shared_doorbells from jobhook.shared_doorbells s;
+
 -- name: heartbeat
 select cancel_requested, lease_expires_at
   from jobhook.heartbeat(%(id)s, %(attempt)s, %(progress)s, %(message)s);

@@ -1,0 +1,60 @@
+"""A drain that has run dry keeps watching for a moment before it stops.
+
+Under a steady stream of single inserts, each insert would ring a doorbell of its own (a signed
+request through pg_net and the app: milliseconds of CPU on every side) only to reach a runner
+that has just finished the last job. A lingering runner lists its job types in jobhook.drains
+until a moment ahead; inserts of those types then count themselves in jobhook.shared_doorbells
+instead of ringing, and the runner, reading that counter every poll interval, claims as soon as
+it moves. At a few jobs a second the linger ends between two inserts and each rings as before.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from jobhook.store import Store
+
+
+class Linger:
+    def __init__(self, store: Store, job_types: list[str], linger_ms: int, poll_ms: int) -> None:
+        self.store = store
+        self.job_types = job_types
+        self.linger_ms = linger_ms
+        self.poll_seconds = poll_ms / 1000
+        # When this runner stops watching: by this process's clock, and as the database has it.
+        self._until: float | None = None
+        self._watched_until: datetime | None = None
+
+    @property
+    def watching(self) -> bool:
+        return self._until is not None
+
+    def over(self) -> bool:
+        return self._until is not None and time.monotonic() >= self._until
+
+    async def extend(self) -> None:
+        """Watch for another linger from now. Written at most once per half linger: the time
+        is one row per type, and the stream that keeps a runner watching would otherwise
+        rewrite it with every claim."""
+        if self._until is not None and self._until - time.monotonic() > self.linger_ms / 2000:
+            return
+        self._watched_until = await self.store.keep_draining(self.job_types, self.linger_ms)
+        # Counted from after the database's answer, so this runner watches at least as long as
+        # the database counts on it.
+        self._until = time.monotonic() + self.linger_ms / 1000
+
+    async def look(self) -> int:
+        """How many insert statements have counted themselves since the last look."""
+        return await self.store.look_for_shared_doorbells()
+
+    async def stop(self) -> None:
+        """Inserts ring again; the caller claims once more after, for an insert that counted
+        itself and committed after the last look."""
+        if self._watched_until is not None:
+            await self.store.stop_draining(self.job_types, self._watched_until)
+        self._watched_until = self._until = None
+
+    def forget(self) -> None:
+        """Stop watching without telling the database (it is unreachable); the rows lapse."""
+        self._watched_until = self._until = None

@@ -1,0 +1,232 @@
+"""A runner that has run dry keeps watching for a moment (jobhook.linger): inserts of its types
+meanwhile count themselves instead of ringing, and it starts them from the count; once it stops
+watching, or closes, or for types it does not run, every insert rings again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+from pydantic import BaseModel
+
+from jobhook.context import JobContext
+from jobhook.doorbell import DispatchedJob
+from jobhook.executor import LocalExecutor
+from jobhook.linger import Linger
+from jobhook.registry import Registry
+from jobhook.runner import Runner
+from jobhook.store import Store
+from tests.conftest import DEMO_USER, Stack, act_as_user, finished, wait_for_job
+
+pytestmark = pytest.mark.commits
+
+TYPE = "lingered"
+
+
+class NoParams(BaseModel):
+    pass
+
+
+def _insert(conn: psycopg.Connection[Any], job_type: str = TYPE) -> UUID:
+    row = conn.execute(
+        "insert into public.jobs (user_id, job_type) values (%s, %s) returning id",
+        (DEMO_USER, job_type),
+    ).fetchone()
+    assert row is not None
+    return UUID(str(row[0]))
+
+
+def _rung(conn: psycopg.Connection[Any]) -> list[str]:
+    """Every id the queued doorbells name."""
+    return [
+        job["id"]
+        for (body,) in conn.execute("select body from net.http_request_queue order by id")
+        for job in json.loads(bytes(body).decode())["jobs"]
+    ]
+
+
+def _watching(conn: psycopg.Connection[Any], job_type: str = TYPE) -> bool:
+    row = conn.execute(
+        "select watching_until > clock_timestamp() from jobhook.drains where job_type = %s",
+        (job_type,),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+@pytest.fixture
+def conn(committed: Stack) -> Any:
+    with psycopg.connect(committed.url, autocommit=True) as conn:
+        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
+        conn.execute("delete from jobhook.drains")
+        yield conn
+
+
+def _registry() -> Registry:
+    registry = Registry()
+
+    @registry.job(TYPE, params=NoParams)
+    async def lingered(params: NoParams, ctx: JobContext) -> None:
+        pass
+
+    return registry
+
+
+async def _executor(url: str, registry: Registry, linger_ms: int) -> AsyncIterator[LocalExecutor]:
+    async with Store.open(url) as store:
+        linger = Linger(store, [job_type.name for job_type in registry], linger_ms, poll_ms=2)
+        executor = LocalExecutor(
+            Runner(store, registry, "test-worker"), max_concurrency=4, max_per_type=4, linger=linger
+        )
+        try:
+            yield executor
+        finally:
+            await executor.aclose()
+
+
+async def _first_job(url: str, conn: psycopg.Connection[Any], executor: LocalExecutor) -> None:
+    """One job rung for and run, as a doorbell starts a runner, which then watches."""
+    first = _insert(conn)
+    assert _rung(conn) == [str(first)]
+    await executor.submit([DispatchedJob(id=first, job_type=TYPE)])
+    assert (await wait_for_job(url, first, finished, within=20))["status"] == "completed"
+    await _until(lambda: _watching(conn))
+
+
+async def _until(condition: Callable[[], bool], within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_stream_of_inserts_runs_without_a_ring_while_the_runner_watches(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    registry = _registry()
+    registry.sync(conn)
+    # Long enough that the stream below never outlasts it on a slow machine.
+    async for executor in _executor(committed.url, registry, linger_ms=3000):
+        await _first_job(committed.url, conn, executor)
+        rung = _rung(conn)
+        # No doorbell, no ticker: only the watching runner can start these.
+        ids = []
+        for _ in range(5):
+            ids.append(_insert(conn))
+            await asyncio.sleep(0.02)
+        for job_id in ids:
+            row = await wait_for_job(committed.url, job_id, finished, within=20)
+            assert row["status"] == "completed"
+        assert _rung(conn) == rung
+
+
+async def test_a_client_insert_counts_itself_while_a_runner_watches(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    registry = _registry()
+    registry.sync(conn)
+    async for executor in _executor(committed.url, registry, linger_ms=3000):
+        await _first_job(committed.url, conn, executor)
+        rung = _rung(conn)
+        with psycopg.connect(committed.url) as client:
+            act_as_user(client, DEMO_USER)
+            row = client.execute(
+                "insert into public.jobs (job_type) values (%s) returning id", (TYPE,)
+            ).fetchone()
+            client.commit()
+        assert row is not None
+        done = await wait_for_job(committed.url, UUID(str(row[0])), finished, within=20)
+        assert done["status"] == "completed"
+        assert _rung(conn) == rung
+
+
+async def test_once_the_linger_is_over_inserts_ring_again(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    registry = _registry()
+    registry.sync(conn)
+    async for executor in _executor(committed.url, registry, linger_ms=100):
+        await _first_job(committed.url, conn, executor)
+        await _until(lambda: not _watching(conn))
+        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
+        later = _insert(conn)
+        assert _rung(conn)[-1] == str(later)
+
+
+async def test_a_closing_runner_stops_watching_at_once(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    registry = _registry()
+    registry.sync(conn)
+    async for executor in _executor(committed.url, registry, linger_ms=10_000):
+        await _first_job(committed.url, conn, executor)
+        await executor.aclose()
+        assert not _watching(conn)
+        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
+        after = _insert(conn)
+        assert _rung(conn)[-1] == str(after)
+
+
+async def test_an_insert_of_a_type_no_runner_watches_for_rings(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    registry = _registry()
+    registry.sync(conn)
+    async for executor in _executor(committed.url, registry, linger_ms=10_000):
+        await _first_job(committed.url, conn, executor)
+        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
+        other = _insert(conn, "sample_task")
+        assert _rung(conn)[-1] == str(other)
+
+
+async def test_a_job_committed_after_the_runners_last_look_is_claimed_when_it_stops(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    registry = _registry()
+    registry.sync(conn)
+    async for executor in _executor(committed.url, registry, linger_ms=400):
+        await _first_job(committed.url, conn, executor)
+        with psycopg.connect(committed.url) as slow:
+            # Counted now, visible only at its commit, long after the runner looked (twice).
+            late = _insert(slow)
+            await asyncio.sleep(0.15)
+            slow.commit()
+        rung = _rung(conn)
+        row = await wait_for_job(committed.url, late, finished, within=20)
+        assert row["status"] == "completed"
+        assert str(late) not in rung
+
+
+def test_a_later_watch_stays_and_only_ones_own_is_taken_back(
+    conn: psycopg.Connection[Any],
+) -> None:
+    [(long_until, _)] = conn.execute("select * from jobhook.keep_draining(array['x'], 5000)")
+    [(short_until, _)] = conn.execute("select * from jobhook.keep_draining(array['x'], 10)")
+    assert short_until < long_until
+    conn.execute("select jobhook.stop_draining(array['x'], %s)", (short_until,))
+    assert _watching(conn, "x")
+    conn.execute("select jobhook.stop_draining(array['x'], %s)", (long_until,))
+    assert not _watching(conn, "x")
+
+
+@pytest.mark.parametrize("linger_ms", [0, -1, 10_001, None])
+def test_a_linger_out_of_range_is_refused(conn: psycopg.Connection[Any], linger_ms: Any) -> None:
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="linger_ms must be between"):
+        conn.execute("select jobhook.keep_draining(array['x'], %s)", (linger_ms,))
+
+
+@pytest.mark.parametrize("role", ["anon", "authenticated"])
+def test_clients_can_neither_watch_nor_read_who_does(committed: Stack, role: str) -> None:
+    with psycopg.connect(committed.url) as client:
+        client.execute(f"set role {role}")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            client.execute("select jobhook.keep_draining(array['sample_task'], 10000)")
+        client.rollback()
+        client.execute(f"set role {role}")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            client.execute("select * from jobhook.drains")
