@@ -199,6 +199,27 @@ begin
       using errcode = '22023';
   end if;
 
+  -- One type without a cap, and one owner waiting (one user, or only jobs without a user):
+  -- the turns would serve that owner alone, oldest first. Two probes instead of the walk.
+  if cardinality(claim_due.job_types) = 1
+     and not exists (select from jobhook.job_types t
+                      where t.name = claim_due.job_types[1]
+                        and t.max_running_per_user is not null) then
+    job_type := claim_due.job_types[1];
+    visitor := jobhook.next_waiting_user(job_type, null);
+    if visitor is null
+       or (jobhook.next_waiting_user(job_type, visitor) is null
+           and not exists (select from public.jobs j
+                            where j.status = 'pending'
+                              and j.job_type = claim_due.job_types[1]
+                              and j.user_id is null)) then
+      return query
+        select * from jobhook.claim(array(select jobhook.oldest_due(job_type, visitor, max_jobs)),
+                                    claim_due.worker_id);
+      return;
+    end if;
+  end if;
+
   -- Turn one: the oldest due job of each user, users from `start` on, wrapping once; then the
   -- jobs no user owns, as one more user.
   <<types>>

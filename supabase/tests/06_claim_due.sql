@@ -1,7 +1,7 @@
 -- claim_due: a runner taking back, once it has room, the due jobs it turned away.
 begin;
 \ir helpers/setup.psql
-select plan(7);
+select plan(10);
 
 select tests.authenticate_as('alice@example.com');
 insert into public.jobs (job_type, idempotency_key) values
@@ -34,6 +34,35 @@ select results_eq(
 select is_empty(
   $$select * from jobhook.claim_due(array['sample_task'], 10, 'worker-1')$$,
   'nothing is left to take'
+);
+-- One owner waiting is served by a shortcut; more owners take turns. Jobs without a user are an
+-- owner of their own.
+insert into public.jobs (job_type, idempotency_key, user_id) values
+  ('sample_task', 'nobody''s newer', null), ('sample_task', 'nobody''s older', null);
+update public.jobs set run_at = now() - interval '1 minute'
+ where idempotency_key = 'nobody''s older';
+select results_eq(
+  $$select idempotency_key from jobhook.claim_due(array['sample_task'], 1, 'worker-1')$$,
+  $$values ('nobody''s older')$$,
+  'with only jobs without a user waiting, the oldest of them'
+);
+select tests.clear_authentication();
+select tests.authenticate_as('alice@example.com');
+insert into public.jobs (job_type, idempotency_key) values ('sample_task', 'alice''s');
+select tests.clear_authentication();
+select tests.authenticate_as_service_role();
+-- The job without a user is the older: a claim by age alone would take it first.
+update public.jobs set run_at = now() - interval '1 hour'
+ where idempotency_key = 'nobody''s newer';
+select results_eq(
+  $$select idempotency_key from jobhook.claim_due(array['sample_task'], 1, 'worker-1')$$,
+  $$values ('alice''s')$$,
+  'with a user waiting too, turns: the users first, though the job without a user is older'
+);
+select results_eq(
+  $$select idempotency_key from jobhook.claim_due(array['sample_task'], 5, 'worker-1')$$,
+  $$values ('nobody''s newer')$$,
+  'and then the jobs without a user'
 );
 select results_eq(
   $$select idempotency_key from jobhook.claim_due(array['one_shot', 'retired_task'], 10, 'w')$$,
