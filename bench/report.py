@@ -8,6 +8,27 @@ from rich.console import Console
 from rich.table import Table
 
 
+def _stage_rows(stages: dict[str, Any] | None) -> list[tuple[str, Any, Any, Any]]:
+    """jobhook's medians by stage: how a job's wait divides."""
+    if not stages:
+        return []
+    return [
+        (
+            f"  rung ({stages['rung_jobs']} jobs): commit→request, request→claim (ms)",
+            f"{stages['commit_to_request']}, {stages['request_to_claim']}",
+            None,
+            None,
+        ),
+        (
+            f"  counted ({stages['counted_jobs']} jobs): commit→claim (ms)",
+            stages["commit_to_claim"],
+            None,
+            None,
+        ),
+        ("  claim→handler start (ms)", stages["claim_to_start"], None, None),
+    ]
+
+
 def render(result: dict[str, Any], console: Console) -> None:
     peer = result.get("peer")
     ratio = result.get("ratio") or {}
@@ -36,6 +57,7 @@ def render(result: dict[str, Any], console: Console) -> None:
             peer and peer["latency_ms"]["p99"],
             None,
         ),
+        *_stage_rows(result.get("latency_breakdown_ms")),
         (
             "throughput, bulk insert (jobs/s)",
             result["throughput_jobs_per_s"],

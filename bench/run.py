@@ -21,12 +21,13 @@ import contextlib
 import json
 import multiprocessing
 import os
+import queue
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,45 @@ class Figures:
     cpu_ms_per_job: dict[str, dict[str, float]] | None = None
     webhook_requests: int | None = None
     webhook_requests_row_by_row: int | None = None
+    # jobhook's insert→start latency by stage (Stages.breakdown).
+    latency_breakdown_ms: dict[str, float | int] | None = None
+
+
+@dataclass
+class Stages:
+    """When jobhook's consumer had each latency job's doorbell request and its claim (reported
+    by its app and its handler beside the start): where a job's wait went."""
+
+    requested: dict[str, float] = field(default_factory=dict)
+    claimed: dict[str, float] = field(default_factory=dict)
+
+    def note(self, item: tuple[Any, ...]) -> None:
+        kind, what, at = item
+        if kind == "claimed":
+            self.claimed[what] = at
+        elif kind == "request":
+            for job_id in what:
+                self.requested.setdefault(job_id, at)
+
+    def breakdown(self, commits: dict[str, float], starts: dict[str, float]) -> dict[str, Any]:
+        """Medians in ms: for jobs a doorbell named, commit → the app has the request → claimed;
+        for jobs a watching runner found by their count (jobhook.linger), commit → claimed; for
+        all, claimed → handler start."""
+
+        def median_ms(pairs: list[tuple[float, float]]) -> float | None:
+            return round(statistics.median(b - a for a, b in pairs) * 1000, 2) if pairs else None
+
+        done = [job for job in commits if job in starts and job in self.claimed]
+        rung = [job for job in done if job in self.requested]
+        counted = [job for job in done if job not in self.requested]
+        return {
+            "rung_jobs": len(rung),
+            "commit_to_request": median_ms([(commits[j], self.requested[j]) for j in rung]),
+            "request_to_claim": median_ms([(self.requested[j], self.claimed[j]) for j in rung]),
+            "counted_jobs": len(counted),
+            "commit_to_claim": median_ms([(commits[j], self.claimed[j]) for j in counted]),
+            "claim_to_start": median_ms([(self.claimed[j], starts[j]) for j in done]),
+        }
 
 
 @dataclass(frozen=True)
@@ -132,24 +172,46 @@ def child(target: Callable[..., None], *args: Any) -> Iterator[Consumer]:
             process.kill()
 
 
-def collect_starts(started: Any, expected: set[str], within: float) -> dict[str, float]:
-    starts = collect_some(started, expected, within)
+def collect_starts(
+    started: Any, expected: set[str], within: float, stages: Stages | None = None
+) -> dict[str, float]:
+    starts = collect_some(started, expected, within, stages)
     missing = expected - starts.keys()
     if missing:
         raise RuntimeError(f"{len(missing)} job(s) never started within {within} s")
     return starts
 
 
-def collect_some(started: Any, expected: set[str], within: float) -> dict[str, float]:
+def collect_some(
+    started: Any, expected: set[str], within: float, stages: Stages | None = None
+) -> dict[str, float]:
     """(job id, start time) pairs from `started` until every expected job is in, or `within`
-    seconds have passed; what never started is left out."""
+    seconds have passed; what never started is left out. jobhook's stage reports go to
+    `stages`."""
     starts: dict[str, float] = {}
     deadline = time.monotonic() + within
     while expected - starts.keys() and time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            job_id, at = started.get(timeout=0.5)
-            starts[job_id] = at
+        try:
+            item = started.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if len(item) == 2:
+            starts[item[0]] = item[1]
+        elif stages is not None:
+            stages.note(item)
     return starts
+
+
+def note_stages(started: Any, stages: Stages, within: float) -> None:
+    """What stage reports come in `within` seconds."""
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            item = started.get(timeout=left)
+        except queue.Empty:
+            return
+        if len(item) == 3:
+            stages.note(item)
 
 
 WARM_UP_JOBS = 20
@@ -256,7 +318,12 @@ async def jobhook_figures(
         with child(workers.run_jobhook, url, port, True) as consumer:
             await warm_up(insert_one, consumer.started)
             commits = await paced(latency_jobs, rate, insert_one)
-            starts = await asyncio.to_thread(collect_starts, consumer.started, set(commits), 60)
+            stages = Stages()
+            starts = await asyncio.to_thread(
+                collect_starts, consumer.started, set(commits), 60, stages
+            )
+            # The last claim's report comes after its job's start.
+            await asyncio.to_thread(note_stages, consumer.started, stages, 0.5)
         latencies = [(starts[job] - commits[job]) * 1000 for job in commits]
 
         with child(workers.run_jobhook, url, port, False) as consumer:
@@ -264,7 +331,9 @@ async def jobhook_figures(
             bulk = await _jobhook_bulk(url, producer, jobs, sides)
             rows = await _jobhook_row_by_row(url, producer, jobs, sides)
 
-    return figures("jobhook", latencies, bulk, rows, jobs)
+    ours = figures("jobhook", latencies, bulk, rows, jobs)
+    ours.latency_breakdown_ms = stages.breakdown(commits, starts)
+    return ours
 
 
 async def _jobhook_run(
@@ -666,6 +735,7 @@ async def run(
         "jobs": jobs,
         "latency_jobs": latency_jobs,
         "latency_ms": ours.latency_ms,
+        "latency_breakdown_ms": ours.latency_breakdown_ms,
         "throughput_jobs_per_s": ours.throughput_jobs_per_s,
         "throughput_row_by_row_jobs_per_s": ours.throughput_row_by_row_jobs_per_s,
         "row_by_row_insert_jobs_per_s": ours.row_by_row_insert_jobs_per_s,
@@ -685,7 +755,7 @@ async def run(
         }
     if theirs is not None:
         peer_figures = asdict(theirs)
-        for key in ("webhook_requests", "webhook_requests_row_by_row"):
+        for key in ("webhook_requests", "webhook_requests_row_by_row", "latency_breakdown_ms"):
             peer_figures.pop(key)
         result["peer"] = peer_figures
         result["peers"] = [

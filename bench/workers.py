@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
@@ -54,6 +55,7 @@ def run_jobhook(
     async def noop(params: Empty, ctx: JobContext) -> None:
         if report_starts:
             started.put((str(ctx.job_id), time.time()))
+            started.put(("claimed", str(ctx.job_id), ctx.job.claimed_at))
 
     async def main() -> None:
         from functions.app import create_app
@@ -64,11 +66,41 @@ def run_jobhook(
             JOBHOOK_MAX_CONCURRENCY_PER_TYPE="2000",
         )
         app = create_app(settings, job_registry=registry, configure_logging=False)
+        if report_starts:
+            app.add_middleware(NotingDoorbells, started=started)
         async with serve(settings, port=port, app=app):
             started.put(("ready", time.time()))
             await asyncio.to_thread(stop.wait)
 
     uvloop.run(main())
+
+
+class NotingDoorbells:
+    """ASGI middleware: reports when each doorbell request reached the app, and the ids it
+    named, so the bench can split a job's wait into its stages."""
+
+    def __init__(self, app: Any, started: Queue[Any]) -> None:
+        self.app = app
+        self.started = started
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/webhooks/jobs":
+            await self.app(scope, receive, send)
+            return
+        arrived = time.time()
+        body = bytearray()
+
+        async def reading() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                body.extend(message.get("body", b""))
+                if not message.get("more_body"):
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        ids = [job["id"] for job in json.loads(body)["jobs"]]
+                        self.started.put(("request", ids, arrived))
+            return message
+
+        await self.app(scope, reading, send)
 
 
 def run_pgqueuer(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
@@ -71,6 +72,9 @@ class ClaimedJob:
     start_latency: timedelta
     # Why the payload could not be read (the runner fails the job with it), or None.
     unreadable: str | None = None
+    # When this process had the claim's answer (time.time()): from there to the handler's
+    # start is the runner's own share of a job's wait.
+    claimed_at: float = field(default_factory=time.time, compare=False)
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> ClaimedJob:

@@ -25,6 +25,10 @@ def test_bench_json_has_every_promised_figure() -> None:
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["jobs"] == 200
     assert set(figures["latency_ms"]) >= {"p50", "p95", "p99"}
+    stages = figures["latency_breakdown_ms"]
+    # Every latency job came either by its own doorbell or by its count to a watching runner.
+    assert stages["rung_jobs"] + stages["counted_jobs"] == 20
+    assert stages["claim_to_start"] >= 0
     assert figures["throughput_jobs_per_s"] > 0
     assert figures["webhook_requests"] == 1  # 200 jobs in one insert: one doorbell
     # One doorbell per insert at most; fewer once inserts outpace max_doorbells_per_second.
