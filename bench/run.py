@@ -315,7 +315,7 @@ async def jobhook_figures(
         def insert_one() -> Awaitable[tuple[str, float]]:
             return inserted_job(producer, INSERT_ONE)
 
-        with child(workers.run_jobhook, url, port, True) as consumer:
+        with child(workers.run_jobhook, url, port, True, None, True) as consumer:
             await warm_up(insert_one, consumer.started)
             commits = await paced(latency_jobs, rate, insert_one)
             stages = Stages()
