@@ -46,6 +46,7 @@ import psycopg
 import psycopg.conninfo
 import structlog
 from aiohttp.abc import ResolveResult
+from psycopg import AsyncClientCursor
 from psycopg.types.json import Jsonb
 
 WAKE_CHANNEL = "pg_net_wake"  # as delivery.sql's `listen` names it
@@ -96,12 +97,6 @@ class Response:
     content_type: str | None = None
     timed_out: bool = False
     error_msg: str | None = None
-
-
-@dataclass(frozen=True)
-class Settings:
-    batch_size: int
-    ttl: timedelta
 
 
 class _Restart(Exception):
@@ -260,18 +255,15 @@ class DeliveryWorker:
                     self._slot_freed.clear()
                     await self._slot_freed.wait()
                     continue
-                settings = await self._settings(conn)
-                if not await self._tables_present(conn):
+                room = None if self.paced else self.max_in_flight - len(self._in_flight)
+                try:
+                    expired, requests = await self._pass(conn, room)
+                except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
                     # src/worker.c:224-231, 307-312: skip the pass, wait for the next wake.
                     log.warning(
                         'schema "net" or the pg_net tables are missing, skipping request processing'
                     )
                     break
-                expired = await self._expire(conn, settings)
-                limit = settings.batch_size
-                if not self.paced:
-                    limit = min(limit, self.max_in_flight - len(self._in_flight))
-                requests = await self._consume(conn, limit)
                 if self.paced:
                     # The whole batch finishes, and is recorded, before the next is taken.
                     self._add_unrecorded(
@@ -290,31 +282,23 @@ class DeliveryWorker:
                 if not requests and not expired:
                     break
 
-    async def _settings(self, conn: psycopg.AsyncConnection[Any]) -> Settings:
-        cursor = await conn.execute(queries()["settings"])
-        row = await cursor.fetchone()
-        assert row is not None
-        return Settings(
-            batch_size=self.batch_size if self.batch_size is not None else row[0],
-            ttl=self.ttl if self.ttl is not None else row[1],
+    async def _pass(
+        self, conn: psycopg.AsyncConnection[Any], room: int | None
+    ) -> tuple[int, list[Request]]:
+        """Expire old responses and take the next requests, in one round trip: how many
+        responses expired, and the requests (at most a batch, and at most `room`)."""
+        cursor = AsyncClientCursor(conn)
+        await cursor.execute(
+            queries()["pass"],
+            {
+                "batch_size": self.batch_size,
+                "ttl": self.ttl,
+                "room": room,
+            },
         )
-
-    async def _tables_present(self, conn: psycopg.AsyncConnection[Any]) -> bool:
-        cursor = await conn.execute(queries()["tables_present"])
-        row = await cursor.fetchone()
-        return bool(row and row[0])
-
-    async def _expire(self, conn: psycopg.AsyncConnection[Any], settings: Settings) -> int:
-        cursor = await conn.execute(
-            queries()["expire"], {"ttl": settings.ttl, "batch_size": settings.batch_size}
-        )
-        return max(cursor.rowcount, 0)
-
-    async def _consume(self, conn: psycopg.AsyncConnection[Any], limit: int) -> list[Request]:
-        if limit <= 0:
-            return []
-        cursor = await conn.execute(queries()["consume"], {"batch_size": limit})
-        return [
+        expired = max(cursor.rowcount, 0)
+        cursor.nextset()
+        return expired, [
             Request(
                 id=row[0],
                 method=row[1],

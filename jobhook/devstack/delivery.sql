@@ -5,12 +5,6 @@
 -- name: listen
 listen pg_net_wake;
 
--- pg_net's settings as the worker would read them (src/worker.c:496-509): unset means the
--- default; ALTER SYSTEM plus a reload reaches this session as it reaches the C worker's SIGHUP.
--- name: settings
-select coalesce(nullif(current_setting('pg_net.batch_size', true), ''), '200')::int as batch_size,
-       coalesce(nullif(current_setting('pg_net.ttl', true), ''), '6 hours')::interval as ttl;
-
 -- Where the worker should be: upstream connects to pg_net.database_name as pg_net.username
 -- (src/worker.c:258); empty or unset here means where the worker's URL already points.
 -- name: placement
@@ -23,26 +17,39 @@ select nullif(current_setting('pg_net.database_name', true), '') is distinct fro
        coalesce(nullif(current_setting('pg_net.username', true), ''), current_user::text)
          <> current_user::text as move_user;
 
--- Upstream skips a pass when schema `net` or either table is missing (src/worker.c:208-231).
--- name: tables_present
-select to_regclass('net.http_request_queue') is not null
-   and to_regclass('net._http_response') is not null as present;
-
--- src/core.c:122-158: the oldest expired responses first, at most a batch of them.
--- name: expire
-with rows as (
-  select ctid from net._http_response
-   where created < now() - %(ttl)s::interval
-   order by created
-   limit %(batch_size)s
+-- One pass of the worker's loop, sent as one message: pg_net's C worker runs these statements
+-- in-process, where they cost no round trip, so the stand-in sends them together.
+-- Its settings as the worker would read them (src/worker.c:496-509): unset means the default,
+-- and ALTER SYSTEM plus a reload reaches this session as it reaches the C worker's SIGHUP; a
+-- batch size or ttl given to the stand-in overrides them.
+-- First (src/core.c:122-158) the oldest expired responses, at most a batch of them; then
+-- (src/core.c:160-190) the oldest requests, removed from the queue as they are taken, at most a
+-- batch and at most `room`. Headers come back as the "name: value" lines curl is given
+-- (src/core.c:172). The batch size comes back with the requests.
+-- Upstream skips a pass when schema `net` or either table is missing (src/worker.c:208-231);
+-- here the statements then fail with undefined_table or invalid_schema_name, and the worker
+-- skips it too.
+-- name: pass
+with settings as (
+  select coalesce(%(batch_size)s::int,
+                  nullif(current_setting('pg_net.batch_size', true), '')::int, 200) as batch_size,
+         coalesce(%(ttl)s::interval,
+                  nullif(current_setting('pg_net.ttl', true), '')::interval,
+                  '6 hours') as ttl
+), rows as (
+  select r.ctid from net._http_response r, settings s
+   where r.created < now() - s.ttl
+   order by r.created
+   limit (select s.batch_size from settings s)
 )
 delete from net._http_response r using rows where r.ctid = rows.ctid;
-
--- src/core.c:160-190: the oldest requests first, removed from the queue as they are taken.
--- Headers come back as the "name: value" lines curl is given (src/core.c:172).
--- name: consume
-with rows as (
-  select id from net.http_request_queue order by id limit %(batch_size)s
+with settings as (
+  select coalesce(%(batch_size)s::int,
+                  nullif(current_setting('pg_net.batch_size', true), '')::int, 200) as batch_size
+), rows as (
+  select q.id from net.http_request_queue q
+   order by q.id
+   limit (select least(s.batch_size, coalesce(%(room)s::int, s.batch_size)) from settings s)
 )
 delete from net.http_request_queue q
  using rows
