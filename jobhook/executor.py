@@ -9,6 +9,7 @@ sweep rings for it again should this process die first).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -90,6 +91,8 @@ class LocalExecutor:
         self._started = 0
         # Inserts a look counted that the claims after it may not have found yet.
         self._unseen = 0
+        # When the last round of claims that started jobs ended (time.monotonic()).
+        self._last_round = -float("inf")
         self._closing = False
 
     @property
@@ -159,7 +162,13 @@ class LocalExecutor:
             # Fewer started than inserts counted (each statement one or more jobs): look again.
             self._unseen = self._unseen if self._unseen > started else 0
             if self.linger is not None and started and not self._closing:
-                await self._lingering(self.linger.extend)
+                # Watch only while jobs come faster than a linger apart: at a few a second each
+                # rings, and watching would cost queries for nothing.
+                now = time.monotonic()
+                recent = now - self._last_round < self.linger.linger_ms / 1000
+                self._last_round = now
+                if recent or self.linger.watching:
+                    await self._lingering(self.linger.extend)
 
     async def _woken(self) -> bool:
         """Wait for a doorbell or a finished attempt; while lingering, look for inserts that
