@@ -31,12 +31,14 @@ def run_jobhook(
     started: Queue[Any],
     stop: Event,
     database_url: str,
+    delivery_url: str,
     port: int,
     report_starts: bool,
     net_latency_ms: int | None = None,
 ) -> None:
-    """Child process: jobhook's delivery worker and app, with a no-op job type; with
-    `net_latency_ms`, the delivery worker keeps pg_net's pace and adds that much per request."""
+    """Child process: jobhook's delivery worker (connected with `delivery_url`, as pg_net's
+    worker connects as the superuser) and app, with a no-op job type; with `net_latency_ms`,
+    the delivery worker keeps pg_net's pace and adds that much per request."""
     import os
 
     if net_latency_ms is not None:
@@ -68,7 +70,7 @@ def run_jobhook(
         app = create_app(settings, job_registry=registry, configure_logging=False)
         if report_starts:
             app.add_middleware(NotingDoorbells, started=started)
-        async with serve(settings, port=port, app=app):
+        async with serve(settings, delivery_url=delivery_url, port=port, app=app):
             started.put(("ready", time.time()))
             await asyncio.to_thread(stop.wait)
 
