@@ -69,7 +69,7 @@ class Stack:
 TIERS = ("unit", "integration", "e2e", "chaos")
 # The fixtures that make a test end to end, or that need the database.
 E2E_FIXTURES = {"app_stack", "api_server", "served", "in_process_stack"}
-DATABASE_FIXTURES = {"cluster", "test_db", "db", "committed"}
+DATABASE_FIXTURES = {"cluster", "test_db", "db", "admin_db", "committed"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -132,6 +132,17 @@ def test_db(cluster: Cluster) -> Stack:
 def db(test_db: Stack) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     """A connection inside a transaction that is rolled back after the test."""
     with psycopg.connect(test_db.url) as conn:
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
+@pytest.fixture
+def admin_db(test_db: Stack) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """As `db`, as the superuser (supabase_admin): for instruments only the platform may use on
+    hosted Supabase, such as loading auto_explain into a session."""
+    with psycopg.connect(test_db.admin_url) as conn:
         try:
             yield conn
         finally:
