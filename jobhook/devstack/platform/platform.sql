@@ -159,8 +159,8 @@ create extension if not exists pg_jsonschema with schema extensions;
 -- Vault is enabled in every Supabase project; postgres and service_role use it through these
 -- grants (supabase/postgres ansible/files/postgresql_extension_custom_scripts/
 -- supabase_vault/after-create.sql:1-3 and 6-8; migrations/db/migrations/
--- 20221207154255_create_vault.sql). The root key and the encryption functions stay
--- supabase_admin's.
+-- 20221207154255_create_vault.sql). The root key and the other crypto functions stay
+-- supabase_admin's alone.
 create extension if not exists supabase_vault;
 grant usage on schema vault to postgres with grant option;
 grant select, delete on vault.secrets, vault.decrypted_secrets to postgres with grant option;
