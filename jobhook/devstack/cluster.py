@@ -54,7 +54,7 @@ BASE_SETTINGS: dict[str, str] = {
     # to read. Named here so that `alter system set pg_net.batch_size ...` works as it does with
     # pg_net loaded: PostgreSQL 15 refuses ALTER SYSTEM on a setting it has never seen. An empty
     # database_name or username means the database and user of the worker's own URL (the dev
-    # stack's are postgres, upstream's defaults).
+    # stack's: database postgres as the superuser, upstream's defaults, src/worker.c:258).
     "pg_net.batch_size": "200",
     "pg_net.ttl": "'6 hours'",
     "pg_net.database_name": "''",
