@@ -303,7 +303,12 @@ INSERT_ONE = as_user(
 
 
 async def jobhook_figures(
-    url: str, jobs: int, latency_jobs: int, rate: float, postmaster: int | None = None
+    url: str,
+    delivery_url: str,
+    jobs: int,
+    latency_jobs: int,
+    rate: float,
+    postmaster: int | None = None,
 ) -> Figures:
     port = free_port()
     with psycopg.connect(url, autocommit=True) as conn:
@@ -315,7 +320,7 @@ async def jobhook_figures(
         def insert_one() -> Awaitable[tuple[str, float]]:
             return inserted_job(producer, INSERT_ONE)
 
-        with child(workers.run_jobhook, url, port, True, None, True) as consumer:
+        with child(workers.run_jobhook, url, delivery_url, port, True, None, True) as consumer:
             await warm_up(insert_one, consumer.started)
             commits = await paced(latency_jobs, rate, insert_one)
             stages = Stages()
@@ -326,7 +331,7 @@ async def jobhook_figures(
             await asyncio.to_thread(note_stages, consumer.started, stages, 0.5)
         latencies = [(starts[job] - commits[job]) * 1000 for job in commits]
 
-        with child(workers.run_jobhook, url, port, False) as consumer:
+        with child(workers.run_jobhook, url, delivery_url, port, False) as consumer:
             sides = sides_of(consumer, postmaster)
             bulk = await _jobhook_bulk(url, producer, jobs, sides)
             rows = await _jobhook_row_by_row(url, producer, jobs, sides)
@@ -545,7 +550,12 @@ async def producing(
 
 
 async def jobhook_concurrent(
-    url: str, producers: int, rate: float, seconds: float, net_latency_ms: int
+    url: str,
+    delivery_url: str,
+    producers: int,
+    rate: float,
+    seconds: float,
+    net_latency_ms: int,
 ) -> Concurrent:
     users = [str(uuid.uuid4()) for _ in range(producers)]
     port = free_port()
@@ -575,7 +585,7 @@ async def jobhook_concurrent(
         return insert
 
     try:
-        with child(workers.run_jobhook, url, port, True, net_latency_ms) as consumer:
+        with child(workers.run_jobhook, url, delivery_url, port, True, net_latency_ms) as consumer:
             began = time.monotonic()
             commits = await producing(producers, rate, seconds, connect)
             inserting = time.monotonic() - began
@@ -663,7 +673,9 @@ async def bench_cluster() -> AsyncIterator[Cluster]:
     cluster = Cluster(Path(tempfile.mkdtemp(prefix="jobhook-bench-")), port=free_port())
     await asyncio.to_thread(cluster.start)
     try:
-        await asyncio.to_thread(database.prepare, cluster.url)
+        await asyncio.to_thread(database.prepare, cluster.url, admin_url=cluster.admin_url)
+        # The peers' databases are made as a project makes one on hosted: by postgres, which
+        # then owns them.
         with psycopg.connect(cluster.url, autocommit=True) as conn:
             conn.execute(f"create database {PGQUEUER_DB}")
             conn.execute(f"create database {graphile.DATABASE}")
@@ -694,10 +706,13 @@ async def run(
 ) -> dict[str, Any]:
     async with bench_cluster() as cluster:
         postmaster = cluster.postmaster_pid()
-        ours = await jobhook_figures(cluster.url, jobs, latency_jobs, rate, postmaster)
+        ours = await jobhook_figures(
+            cluster.url, cluster.admin_url, jobs, latency_jobs, rate, postmaster
+        )
         concurrent = (
             await jobhook_concurrent(
                 cluster.url,
+                cluster.admin_url,
                 scenario.producers,
                 scenario.rate,
                 scenario.seconds,

@@ -31,15 +31,17 @@ def run_jobhook(
     started: Queue[Any],
     stop: Event,
     database_url: str,
+    delivery_url: str,
     port: int,
     report_starts: bool,
     net_latency_ms: int | None = None,
     report_stages: bool = False,
 ) -> None:
-    """Child process: jobhook's delivery worker and app, with a no-op job type; with
-    `net_latency_ms`, the delivery worker keeps pg_net's pace and adds that much per request.
-    `report_stages` also reports each doorbell's arrival and each claim (a few jobs only: the
-    reports cost the consumer time of its own)."""
+    """Child process: jobhook's delivery worker (connected with `delivery_url`, as pg_net's
+    worker connects as the superuser) and app, with a no-op job type; with `net_latency_ms`,
+    the delivery worker keeps pg_net's pace and adds that much per request. `report_stages`
+    also reports each doorbell's arrival and each claim (a few jobs only: the reports cost the
+    consumer time of its own)."""
     import os
 
     if net_latency_ms is not None:
@@ -72,7 +74,7 @@ def run_jobhook(
         app = create_app(settings, job_registry=registry, configure_logging=False)
         if report_stages:
             app.add_middleware(NotingDoorbells, started=started)
-        async with serve(settings, port=port, app=app):
+        async with serve(settings, delivery_url=delivery_url, port=port, app=app):
             started.put(("ready", time.time()))
             await asyncio.to_thread(stop.wait)
 

@@ -252,7 +252,10 @@ def _queue_triggers(triggers: list[str]) -> Check:
         Severity.FAULT,
         "no doorbell rings while net.http_request_queue has triggers jobhook did not make: "
         f"{', '.join(triggers)}",
-        "drop them: drop trigger <name> on net.http_request_queue",
+        # DROP TRIGGER needs the table's owner, supabase_admin on hosted Supabase; postgres can
+        # drop the trigger's function with CASCADE, or drop and create pg_net (supautils).
+        "drop each with its function (drop function <function> cascade), or re-create pg_net"
+        " (drop extension pg_net; create extension pg_net with schema extensions)",
         blocks_ready=True,
     )
 

@@ -54,10 +54,14 @@ TEST_JOB_TYPES = [
 
 @dataclass(frozen=True)
 class Stack:
-    """The session cluster, migrated and seeded, and the Vault values it was seeded with."""
+    """The session cluster, migrated and seeded, and the Vault values it was seeded with.
+
+    `url` is postgres's, as the app and a project's migrations connect on hosted Supabase;
+    `admin_url` is the superuser's (supabase_admin), for what only the platform does there."""
 
     cluster: Cluster
     url: str
+    admin_url: str
     webhook_url: str
     webhook_secret: str
 
@@ -65,7 +69,7 @@ class Stack:
 TIERS = ("unit", "integration", "e2e", "chaos")
 # The fixtures that make a test end to end, or that need the database.
 E2E_FIXTURES = {"app_stack", "api_server", "served", "in_process_stack"}
-DATABASE_FIXTURES = {"cluster", "test_db", "db", "committed"}
+DATABASE_FIXTURES = {"cluster", "test_db", "db", "admin_db", "committed"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -107,13 +111,18 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="session")
 def test_db(cluster: Cluster) -> Stack:
-    prepared = database.prepare(cluster.url)
+    prepared = database.prepare(cluster.url, admin_url=cluster.admin_url)
     with psycopg.connect(cluster.url, autocommit=True) as conn:
-        conn.execute("update cron.job set active = false where jobname = 'jobhook-sweep'")
+        # postgres may read cron.job but change its jobs only through pg_cron's functions.
+        conn.execute(
+            "select cron.alter_job(jobid, active := false) from cron.job"
+            " where jobname = 'jobhook-sweep'"
+        )
         _reset_job_types(conn)
     return Stack(
         cluster=cluster,
         url=cluster.url,
+        admin_url=cluster.admin_url,
         webhook_url=prepared.webhook_url,
         webhook_secret=prepared.webhook_secret,
     )
@@ -123,6 +132,17 @@ def test_db(cluster: Cluster) -> Stack:
 def db(test_db: Stack) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     """A connection inside a transaction that is rolled back after the test."""
     with psycopg.connect(test_db.url) as conn:
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
+@pytest.fixture
+def admin_db(test_db: Stack) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """As `db`, as the superuser (supabase_admin): for instruments only the platform may use on
+    hosted Supabase, such as loading auto_explain into a session."""
+    with psycopg.connect(test_db.admin_url) as conn:
         try:
             yield conn
         finally:
@@ -307,7 +327,7 @@ async def app_stack(committed: Stack) -> AsyncIterator[Served]:
         conn.execute("revoke all on public.test_executions from anon, authenticated")
     settings = Settings(DATABASE_URL=committed.url, **LOCAL_STACK)  # type: ignore[arg-type]
     app = create_app(settings, job_registry=handlers_for_tests.registry, configure_logging=False)
-    async with serve(settings, port=port, app=app) as served:
+    async with serve(settings, delivery_url=committed.admin_url, port=port, app=app) as served:
         yield served
 
 
@@ -337,7 +357,9 @@ async def api_server(committed: Stack) -> AsyncIterator[AppFactory]:
         app = create_app(
             settings, job_registry=handlers_for_tests.registry, configure_logging=False
         )
-        return await stack.enter_async_context(serve(settings, port=port, app=app))
+        return await stack.enter_async_context(
+            serve(settings, delivery_url=committed.admin_url, port=port, app=app)
+        )
 
     async with stack:
         yield start

@@ -51,7 +51,7 @@ def live_api(test_db: Stack) -> Iterator[str]:
     async def main() -> None:
         nonlocal stop, loop
         stop, loop = asyncio.Event(), asyncio.get_running_loop()
-        async with serve(app_settings, port=port):
+        async with serve(app_settings, delivery_url=test_db.admin_url, port=port):
             started.set()
             await stop.wait()
 

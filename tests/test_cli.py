@@ -177,6 +177,15 @@ def start_dev(data: Path, db_port: int, app_port: int) -> subprocess.Popen[bytes
     raise AssertionError("the dev stack did not become ready")
 
 
+def wait_for_output(log: Path, text: str, within: float = 30) -> str:
+    """The log once `text` is in it: the stack prints its URLs just after it is ready."""
+    deadline = time.monotonic() + within
+    while text not in (output := log.read_text()):
+        assert time.monotonic() < deadline, f"never printed {text!r}:\n{output}"
+        time.sleep(0.05)
+    return output
+
+
 def run_one_job(db_port: int) -> None:
     url = f"postgresql://postgres:postgres@127.0.0.1:{db_port}/postgres"
     job_id = insert_job(url, "sample_task", {"steps": 1, "step_seconds": 0})
@@ -199,6 +208,14 @@ def test_dev_runs_jobs_and_one_ctrl_c_stops_everything(dev_ports: tuple[Path, in
     record = json.loads((data / "stack.json").read_text())
     assert record["database_url"].endswith(f":{db_port}/postgres")
     assert record["app_url"] == f"http://127.0.0.1:{app_port}"
+    # Both roles, as on hosted Supabase: postgres for the app and the migrations, and the
+    # superuser, labelled so.
+    database = f"postgresql://postgres:postgres@127.0.0.1:{db_port}/postgres"
+    superuser = f"postgresql://supabase_admin:postgres@127.0.0.1:{db_port}/postgres"
+    assert (record["database_url"], record["admin_url"]) == (database, superuser)
+    printed = wait_for_output(data / "dev.log", "superuser ")
+    assert f"  database  {database}\n" in printed
+    assert f"  superuser {superuser}\n" in printed
     listed = cli_process.run("jobs", "list", "--json", data_dir=data)
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout)["total"] == 1

@@ -71,12 +71,13 @@ async def held(params: Nothing, ctx: JobContext) -> None:
 class BackgroundStack:
     """The app and the delivery worker, served from a thread of their own."""
 
-    def __init__(self, settings: Settings, port: int) -> None:
+    def __init__(self, settings: Settings, port: int, delivery_url: str) -> None:
         from functions.app import create_app
 
         self.app = create_app(settings, job_registry=registry, configure_logging=False)
         self.settings = settings
         self.port = port
+        self.delivery_url = delivery_url
         self.served: Served | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -94,7 +95,9 @@ class BackgroundStack:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with serve(self.settings, port=self.port, app=self.app) as served:
+        async with serve(
+            self.settings, delivery_url=self.delivery_url, port=self.port, app=self.app
+        ) as served:
             self.served = served
             self._ready.set()
             await self._stop.wait()
@@ -124,7 +127,7 @@ def stack(test_db: Stack) -> Iterator[BackgroundStack]:
         **{**LOCAL_STACK, "JOBHOOK_PUBLIC_OPERATOR_ENDPOINTS": "false"},  # type: ignore[arg-type]
     )
     try:
-        with BackgroundStack(settings, port) as running:
+        with BackgroundStack(settings, port, test_db.admin_url) as running:
             yield running
     finally:
         with psycopg.connect(test_db.url, autocommit=True) as conn:

@@ -100,7 +100,7 @@ async def test_an_insert_rings_once_with_a_signature_svix_accepts(
     committed: Stack, receiver: Receiver
 ) -> None:
     await point_vault_at(receiver.url, committed.url)
-    async with delivering(committed.url):
+    async with delivering(committed.admin_url):
         started = time.perf_counter()
         [job_id] = await insert_as_user(committed.url)
         [request] = await asyncio.to_thread(receiver.wait_for, 1)
@@ -123,7 +123,7 @@ async def test_an_insert_rings_once_with_a_signature_svix_accepts(
 
 async def test_a_rolled_back_insert_sends_nothing(committed: Stack, receiver: Receiver) -> None:
     await point_vault_at(receiver.url, committed.url)
-    async with delivering(committed.url):
+    async with delivering(committed.admin_url):
         await insert_as_user(committed.url, commit=False)
         # The committed insert after it is the marker: once it arrives, anything the rolled
         # back one had sent would have arrived before it.
@@ -138,7 +138,7 @@ async def test_a_bulk_insert_is_one_request_per_500_jobs(
     await point_vault_at(receiver.url, committed.url)
     with psycopg.connect(committed.url, autocommit=True) as conn:
         conn.execute("update jobhook.settings set max_unfinished_per_user = 2000")
-    async with delivering(committed.url):
+    async with delivering(committed.admin_url):
         ids = await insert_as_user(committed.url, count=1001)
         received = await asyncio.to_thread(receiver.wait_for, 3)
     assert len(received) == 3
@@ -155,7 +155,7 @@ async def test_a_slow_endpoint_is_recorded_as_timed_out(
     with psycopg.connect(committed.url, autocommit=True) as conn:
         conn.execute("update jobhook.settings set dispatch_timeout_ms = 200")
     receiver.delay = 1.0
-    async with delivering(committed.url):
+    async with delivering(committed.admin_url):
         await insert_as_user(committed.url)
         rows = await responses(committed.url, 1)
     # Upstream's detailed message (supabase/pg_net v0.20.4 src/errors.c:79-82); the connection
@@ -172,7 +172,7 @@ async def test_a_slow_endpoint_is_recorded_as_timed_out(
 
 async def test_an_unreachable_endpoint_is_recorded_as_an_error(committed: Stack) -> None:
     await point_vault_at(f"http://127.0.0.1:{free_port()}/webhooks/jobs", committed.url)
-    async with delivering(committed.url):
+    async with delivering(committed.admin_url):
         await insert_as_user(committed.url)
         rows = await responses(committed.url, 1)
     assert len(rows) == 1
@@ -190,7 +190,7 @@ async def test_requests_queued_while_the_worker_is_down_go_out_when_it_starts(
     ids += await insert_as_user(committed.url, count=2)
     with psycopg.connect(committed.url) as conn:
         assert conn.execute("select count(*) from net.http_request_queue").fetchone() == (2,)
-    async with delivering(committed.url):
+    async with delivering(committed.admin_url):
         received = await asyncio.to_thread(receiver.wait_for, 2)
     assert sorted(job["id"] for r in received for job in json.loads(r.body)["jobs"]) == sorted(ids)
 
@@ -201,7 +201,7 @@ async def test_old_responses_expire(committed: Stack) -> None:
             "insert into net._http_response (id, status_code, created) values"
             " (1, 200, now() - interval '7 hours'), (2, 200, now() - interval '5 hours')"
         )
-    async with delivering(committed.url, ttl=timedelta(hours=6)):
+    async with delivering(committed.admin_url, ttl=timedelta(hours=6)):
         rows = await responses(committed.url, 0)
         deadline = time.monotonic() + 5
         while len(rows) != 1 and time.monotonic() < deadline:
@@ -215,5 +215,5 @@ async def test_check_worker_is_up_sees_the_worker(committed: Stack) -> None:
     with psycopg.connect(committed.url, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.RaiseException, match="worker is not up"):
             conn.execute("select net.check_worker_is_up()")
-        async with delivering(committed.url):
+        async with delivering(committed.admin_url):
             conn.execute("select net.check_worker_is_up()")

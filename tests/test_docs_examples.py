@@ -135,7 +135,7 @@ async def test_the_handler_examples_run_as_jobs(
         vault.write(conn, vault.WEBHOOK_URL, f"http://127.0.0.1:{port}/webhooks/jobs")
     settings = Settings(DATABASE_URL=committed.url, **LOCAL_STACK)  # type: ignore[arg-type]
     app = create_app(settings, job_registry=own, configure_logging=False)
-    async with serve(settings, port=port, app=app):
+    async with serve(settings, delivery_url=committed.admin_url, port=port, app=app):
         job_id = insert_job(committed.url, job_type.name, example.options["params"])
         row = await wait_for_job(committed.url, job_id, finished)
     if "result" in example.options:

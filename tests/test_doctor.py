@@ -19,10 +19,14 @@ FAULTS = {
         None,  # the committed fixture writes both secrets back
         "Vault secret(s) missing: jobhook_webhook_secret",
     ),
+    # Planted with a function of its own: postgres, which does not own pg_net's table, takes the
+    # trigger back the way the fix says, with its function.
     "queue_triggers": (
-        "create trigger planted after insert on net.http_request_queue"
-        " for each row execute function suppress_redundant_updates_trigger()",
-        "drop trigger planted on net.http_request_queue",
+        "create function public.planted() returns trigger language plpgsql"
+        " as $$ begin return new; end $$;"
+        " create trigger planted after insert on net.http_request_queue"
+        " for each row execute function public.planted()",
+        "drop function public.planted() cascade",
         "triggers jobhook did not make: planted",
     ),
     "pg_net": (

@@ -162,13 +162,27 @@ async def test_ready_names_a_trigger_planted_on_pg_nets_queue(
 ) -> None:
     with psycopg.connect(committed.url, autocommit=True) as conn:
         conn.execute(
+            "create function public.planted() returns trigger language plpgsql"
+            " as $$ begin return new; end $$"
+        )
+        conn.execute(
             "create trigger planted after insert on net.http_request_queue"
-            " for each row execute function suppress_redundant_updates_trigger()"
+            " for each row execute function public.planted()"
         )
         try:
             async with httpx.AsyncClient(base_url=app_stack.url) as client:
                 reply = await client.get("/ready")
         finally:
-            conn.execute("drop trigger planted on net.http_request_queue")
+            # The fix the check names, as postgres: pg_net's table is supabase_admin's, so
+            # DROP TRIGGER is refused, and the trigger goes with its function.
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner"):
+                conn.execute("drop trigger planted on net.http_request_queue")
+            conn.execute("drop function public.planted() cascade")
+        gone = conn.execute(
+            "select count(*) from pg_trigger where tgrelid = 'net.http_request_queue'::regclass"
+            " and not tgisinternal"
+        ).fetchone()
     assert reply.status_code == 503
     assert "planted" in reply.json()["reason"]
+    assert "drop function <function> cascade" in reply.json()["reason"]
+    assert gone == (0,)

@@ -101,17 +101,19 @@ def server() -> Iterator[Server]:
 
 @pytest.fixture
 def net_db(cluster: Cluster) -> Iterator[str]:
-    """A database of its own with only the pg_net stand-in in it."""
+    """A database of its own with only the pg_net stand-in in it, used as the superuser: the
+    worker connects as one (pg_net.username unset), and these tests drop and re-create the
+    extension, change cluster settings and end the worker's session, as upstream's suite does."""
     name = f"pgnet_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(cluster.url, autocommit=True) as conn:
+    with psycopg.connect(cluster.admin_url, autocommit=True) as conn:
         conn.execute(f"create database {name}")
-    url = cluster.database_url(name)
+    url = cluster.admin_database_url(name)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("create extension pg_net")
     try:
         yield url
     finally:
-        with psycopg.connect(cluster.url, autocommit=True) as conn:
+        with psycopg.connect(cluster.admin_url, autocommit=True) as conn:
             conn.execute(f"drop database {name} with (force)")
 
 
@@ -405,7 +407,7 @@ async def test_the_worker_goes_where_pg_net_database_name_says(
     await sql(net_db, f"alter system set pg_net.database_name = '{name}'")
     try:
         await reload_until(net_db, "pg_net.database_name", name)
-        async with delivering(cluster.url):
+        async with delivering(cluster.admin_url):
             await sql(net_db, "select net.http_get(%s)", f"{server.url}/moved")
             rows = await responses(net_db, 1)
     finally:

@@ -21,8 +21,10 @@ PARTIAL_INDEXES = {"jobs_pending_run_at_idx", "jobs_processing_idx", "jobs_finis
 
 
 @pytest.fixture
-def busy_table(db: Conn) -> Conn:
-    """30,000 finished jobs, 300 pending, 100 processing: most rows are history."""
+def busy_table(admin_db: Conn) -> Conn:
+    """30,000 finished jobs, 300 pending, 100 processing: most rows are history. As the
+    superuser, who alone may load auto_explain (tests/conftest.py: admin_db)."""
+    db = admin_db
     db.execute("update jobhook.settings set max_unfinished_per_user = 100000")
     db.execute(
         "insert into public.jobs (user_id, job_type, payload, run_at)"
@@ -133,8 +135,10 @@ def test_a_users_list_newest_first_uses_its_index(busy_table: Conn) -> None:
 
 
 @pytest.fixture
-def quiet_table(db: Conn) -> Conn:
-    """A queue as ANALYZE last saw it: 300 jobs, due tomorrow, in a table of a few pages."""
+def quiet_table(admin_db: Conn) -> Conn:
+    """A queue as ANALYZE last saw it: 300 jobs, due tomorrow, in a table of a few pages. As the
+    superuser, for auto_explain."""
+    db = admin_db
     db.execute("truncate public.jobs")  # rolled back with the test
     db.execute("update jobhook.settings set max_unfinished_per_user = 100000")
     db.execute(

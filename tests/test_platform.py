@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from jobhook import vault
-from tests.conftest import DEMO_USER, act_as_user
+from tests.conftest import DEMO_USER, Stack, act_as_user
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -103,11 +103,13 @@ def test_roles_match_supabase(db: Conn) -> None:
             " where rolname in ('anon', 'authenticated', 'service_role', 'authenticator')"
         ).fetchall()
     }
-    # (can log in, inherits, bypasses RLS)
+    # (can log in, inherits, bypasses RLS). Created noinherit (supabase/postgres
+    # init-scripts/00000000000000-initial-schema.sql:24-26), the three API roles inherit since
+    # migrations/db/migrations/20230529180330_alter_api_roles_for_inherit.sql:3-5.
     assert rows == {
-        "anon": (False, False, False),
-        "authenticated": (False, False, False),
-        "service_role": (False, False, True),
+        "anon": (False, True, False),
+        "authenticated": (False, True, False),
+        "service_role": (False, True, True),
         "authenticator": (True, False, False),
     }
 
@@ -175,14 +177,21 @@ def test_http_collect_response_is_deprecated_and_fails_as_upstream(db: Conn) -> 
         db.execute("select net.http_collect_response(1)")
 
 
-def test_vault_ciphertext_is_bound_to_its_row(db: Conn) -> None:
+def test_vault_ciphertext_is_bound_to_its_row(test_db: Stack) -> None:
     # supabase/vault v0.3.1 sql/supabase_vault--0.3.0.sql:40, 78, 109: the row's id is the
     # associated data, so a ciphertext copied into another row does not decrypt there
-    # (src/pgsodium.c:132, "invalid ciphertext").
-    vault.write(db, "original", "s3cret-value")
-    db.execute(
-        "insert into vault.secrets (name, secret, nonce)"
-        " select 'copy', secret, nonce from vault.secrets where name = 'original'"
-    )
-    with pytest.raises(psycopg.errors.InternalError, match="invalid ciphertext"):
-        db.execute("select decrypted_secret from vault.decrypted_secrets where name = 'copy'")
+    # (src/pgsodium.c:132, "invalid ciphertext"). Only the superuser may write vault.secrets
+    # directly (postgres has SELECT and DELETE there, tests/test_roles.py), so it plants the copy.
+    with psycopg.connect(test_db.admin_url) as admin:
+        try:
+            vault.write(admin, "original", "s3cret-value")
+            admin.execute(
+                "insert into vault.secrets (name, secret, nonce)"
+                " select 'copy', secret, nonce from vault.secrets where name = 'original'"
+            )
+            with pytest.raises(psycopg.errors.InternalError, match="invalid ciphertext"):
+                admin.execute(
+                    "select decrypted_secret from vault.decrypted_secrets where name = 'copy'"
+                )
+        finally:
+            admin.rollback()

@@ -98,8 +98,10 @@ def build(apply: Callable[[psycopg.Connection[Any]], None]) -> Built:
     )
     try:
         cluster.start()
+        with psycopg.connect(cluster.admin_url, autocommit=True) as admin:
+            platform.install(admin)
+        # As on hosted, the migrations (and the schema files) run as postgres.
         with psycopg.connect(cluster.url, autocommit=True) as conn:
-            platform.install(conn)
             apply(conn)
             rows = {name: conn.execute(sql).fetchall() for name, sql in DEFINING_ROWS.items()}
             roles = conn.execute(ROLES).fetchall()

@@ -180,7 +180,7 @@ async def test_rotation_accepts_any_configured_secret(committed: Stack) -> None:
     port = free_port()
     app = create_app(settings, configure_logging=False)
     async with (
-        serve(settings, port=port, app=app) as served,
+        serve(settings, delivery_url=committed.admin_url, port=port, app=app) as served,
         httpx.AsyncClient(base_url=served.url) as http,
     ):
         for secret in (OTHER_SECRET, committed.webhook_secret):

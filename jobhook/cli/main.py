@@ -166,6 +166,7 @@ def dev(
         async with stack.running() as served:
             console.print("[green]jobhook dev stack is up[/]  (Ctrl-C stops everything)")
             console.print(f"  database  {stack.cluster.url}")
+            console.print(f"  superuser {stack.cluster.admin_url}")
             console.print(f"  app       {served.url}  (docs at {served.url}/docs)")
             console.print(f"  webhook   {stack.webhook_url}")
             console.print(f"  demo user {DEMO_USER_ID}  (jobhook token --user {DEMO_USER_ID})")

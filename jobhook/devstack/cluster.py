@@ -4,6 +4,9 @@ The cluster is driven through the server's own tools (initdb, pg_ctl) so that a 
 recovered the way PostgreSQL recovers it: `pg_ctl start` replays WAL and replaces a stale
 `postmaster.pid`. PostgreSQL refuses to run as root, so as root every server command runs
 as the `postgres` OS user, which owns the data directory.
+
+Its roles are hosted Supabase's: the bootstrap superuser is `supabase_admin`, and `postgres`, the
+role projects and their migrations connect as, is not a superuser (platform/roles.sql).
 """
 
 from __future__ import annotations
@@ -20,11 +23,22 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
 from jobhook.jobs import SetupError
 
+_PLATFORM = "jobhook.devstack.platform"
 PG_BIN = Path(os.environ.get("JOBHOOK_PG_BIN", "/usr/lib/postgresql/15/bin"))
-SUPERUSER = "postgres"
-PASSWORD = "postgres"  # noqa: S105 - the supabase CLI's local database password; loopback only
+# The OS user the server runs as when started by root (the postgresql-15 package's).
+SERVER_USER = "postgres"
+# The bootstrap superuser, as in the supabase/postgres image (Dockerfile-15: POSTGRES_USER).
+SUPERUSER = "supabase_admin"
+# The role a project connects as and runs its migrations as; not a superuser (platform/roles.sql).
+ROLE = "postgres"
+# The supabase CLI's local database password, for both roles as the image sets them
+# (supabase/postgres migrations/db/migrate.sh:46); loopback only.
+PASSWORD = "postgres"  # noqa: S105
 
 # Settings the platform needs: pg_cron preloaded for the database the migrations run in
 # (pg_cron refuses `create extension` anywhere else), logical WAL for Realtime.
@@ -40,7 +54,7 @@ BASE_SETTINGS: dict[str, str] = {
     # to read. Named here so that `alter system set pg_net.batch_size ...` works as it does with
     # pg_net loaded: PostgreSQL 15 refuses ALTER SYSTEM on a setting it has never seen. An empty
     # database_name or username means the database and user of the worker's own URL (the dev
-    # stack's are postgres, upstream's defaults).
+    # stack's: database postgres as the superuser, upstream's defaults, src/worker.c:258).
     "pg_net.batch_size": "200",
     "pg_net.ttl": "'6 hours'",
     "pg_net.database_name": "''",
@@ -68,7 +82,7 @@ def server_reachable(root: Path) -> Path:
         return root
     # The root itself is handed to the server user on init; what matters is the way to it.
     probe = subprocess.run(  # noqa: S603
-        ["runuser", "-u", SUPERUSER, "--", "test", "-x", str(_nearest_existing(root.parent))],  # noqa: S607
+        ["runuser", "-u", SERVER_USER, "--", "test", "-x", str(_nearest_existing(root.parent))],  # noqa: S607
         capture_output=True,
         check=False,
     )
@@ -134,9 +148,19 @@ class Cluster:
 
     @property
     def url(self) -> str:
+        """Where the app, the migrations and a project's tools connect: as `postgres`."""
         return self.database_url("postgres")
 
     def database_url(self, database: str) -> str:
+        return f"postgresql://{ROLE}:{PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def admin_url(self) -> str:
+        """The superuser's, for what only the platform does on hosted (cluster settings,
+        extensions outside the migrations, other sessions, pg_net's worker)."""
+        return self.admin_database_url("postgres")
+
+    def admin_database_url(self, database: str) -> str:
         return f"postgresql://{SUPERUSER}:{PASSWORD}@127.0.0.1:{self.port}/{database}"
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -202,8 +226,17 @@ class Cluster:
         self.init()
         self._install_extensions()
         self._write_settings()
-        if self.running():
-            return
+        started = not self.running()
+        if started:
+            self._start_server()
+        try:
+            self._ensure_roles()
+        except ClusterError:
+            if started:
+                self.stop()
+            raise
+
+    def _start_server(self) -> None:
         if port_is_listening(self.port):
             raise ClusterError(
                 f"port {self.port} is taken by another server; stop it "
@@ -241,10 +274,46 @@ class Cluster:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _ensure_roles(self) -> None:
+        """Give the cluster hosted Supabase's roles (platform/roles.sql), as the superuser."""
+        try:
+            conn = psycopg.connect(self.admin_url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            if self._made_before_supabase_admin():
+                raise ClusterError(
+                    f"the database in {self.root} was made before the dev stack took hosted "
+                    f"Supabase's roles (superuser {SUPERUSER}, {ROLE} not a superuser); "
+                    "`jobhook reset` drops it and the next start makes it afresh"
+                ) from exc
+            raise ClusterError(f"cannot connect as {SUPERUSER}: {exc}") from exc
+        with conn:
+            conn.execute(resources.files(_PLATFORM).joinpath("roles.sql").read_bytes())
+            # The password is the dev stack's published one, set here rather than written
+            # into the SQL file.
+            conn.execute(
+                sql.SQL("alter role {} password {}").format(
+                    sql.Identifier(ROLE), sql.Literal(PASSWORD)
+                )
+            )
+
+    def _made_before_supabase_admin(self) -> bool:
+        """True for a data dir whose bootstrap superuser is `postgres` (jobhook's first role
+        model): `postgres` logs in, is a superuser, and there is no supabase_admin."""
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                row = conn.execute(
+                    "select rolsuper, not exists (select from pg_roles where rolname = %s)"
+                    " from pg_roles where rolname = current_user",
+                    (SUPERUSER,),
+                ).fetchone()
+        except psycopg.Error:
+            return False
+        return row is not None and bool(row[0]) and bool(row[1])
+
     def _install_extensions(self) -> None:
         target = self.extension_dir / _share_dir().relative_to("/") / "extension"
         target.mkdir(parents=True, exist_ok=True)
-        for item in resources.files("jobhook.devstack.platform").iterdir():
+        for item in resources.files(_PLATFORM).iterdir():
             if item.name.endswith(".control") or (item.name.endswith(".sql") and "--" in item.name):
                 (target / item.name).write_text(item.read_text())
         for path in [self.extension_dir, *self.extension_dir.rglob("*")]:
@@ -269,7 +338,7 @@ class Cluster:
     ) -> subprocess.CompletedProcess[str]:
         command = [str(PG_BIN / argv[0]), *argv[1:]]
         if os.geteuid() == 0:
-            command = ["runuser", "-u", SUPERUSER, "--", *command]
+            command = ["runuser", "-u", SERVER_USER, "--", *command]
         result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
         if check and result.returncode != 0:
             raise ClusterError(
@@ -280,7 +349,7 @@ class Cluster:
     def _hand_to_server_user(self, path: Path) -> None:
         if os.geteuid() != 0:
             return
-        server_user = pwd.getpwnam(SUPERUSER)
+        server_user = pwd.getpwnam(SERVER_USER)
         os.chown(path, server_user.pw_uid, server_user.pw_gid)
         if path.is_dir():
             path.chmod(0o700)
@@ -294,7 +363,7 @@ def _require_server_binaries() -> None:
         )
     if os.geteuid() == 0:
         try:
-            pwd.getpwnam(SUPERUSER)
+            pwd.getpwnam(SERVER_USER)
         except KeyError as exc:
             raise ClusterError(
                 "running as root needs the `postgres` OS user, which the postgresql-15 "

@@ -29,18 +29,24 @@ class Prepared:
 def prepare(
     database_url: str,
     *,
+    admin_url: str,
     project_dir: Path = PROJECT_DIR,
     webhook_url: str = DEFAULT_WEBHOOK_URL,
     webhook_secret: str | None = None,
 ) -> Prepared:
     """Install, migrate and seed; safe to run on every start.
 
+    As on hosted Supabase, the platform pieces are the superuser's (`admin_url`, supabase_admin)
+    and everything of the project's, migrations, seed and Vault values, is `database_url`'s role
+    (postgres), so a migration that hosted would refuse fails here too.
+
     The signing secret is kept across restarts: an explicit `webhook_secret` replaces it, and
     otherwise the one already in Vault stays (a new one is generated only the first time).
     """
     supabase_dir = project_dir / "supabase"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        platform.install(admin)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        platform.install(conn)
         applied = migrations.apply(conn, supabase_dir / "migrations")
         seed(conn, supabase_dir / "seed.sql")
         with conn.transaction():

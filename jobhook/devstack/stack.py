@@ -104,14 +104,24 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def serve(
-    settings: Settings, *, host: str = APP_HOST, port: int = APP_PORT, app: FastAPI | None = None
+    settings: Settings,
+    *,
+    delivery_url: str,
+    host: str = APP_HOST,
+    port: int = APP_PORT,
+    app: FastAPI | None = None,
 ) -> AsyncIterator[Served]:
-    """Run the delivery worker and the app until the block ends; ready when it is entered."""
+    """Run the delivery worker and the app until the block ends; ready when it is entered.
+
+    The delivery worker connects with `delivery_url`: pg_net's worker connects as pg_net.username,
+    which unset is the bootstrap superuser (supabase/pg_net v0.20.4 src/worker.c:258, 508), so
+    the dev stack passes its supabase_admin URL (Cluster.admin_url).
+    """
     from functions.app import create_app  # the app imports the handlers: only when serving
 
     # Logging is the caller's to configure (the CLI does, once).
     app = app or create_app(settings, configure_logging=False)
-    delivery = DeliveryWorker(settings.database_url, **delivery_options(os.environ))
+    delivery = DeliveryWorker(delivery_url, **delivery_options(os.environ))
     server = app_server(app, host, port)
     tasks = [
         asyncio.create_task(supervise("delivery worker", delivery.run)),
@@ -192,6 +202,7 @@ class DevStack:
             prepared = await asyncio.to_thread(
                 database.prepare,
                 cluster.url,
+                admin_url=cluster.admin_url,
                 project_dir=self.project_dir,
                 webhook_url=self.webhook_url,
                 webhook_secret=secrets[0] if secrets else None,
@@ -210,7 +221,12 @@ class DevStack:
                 JOBHOOK_PUBLIC_OPERATOR_ENDPOINTS=True,
                 JOBHOOK_API_KEY=api_key,
             )
-            async with serve(settings, host=self.app_host, port=self.app_port) as served:
+            async with serve(
+                settings,
+                delivery_url=cluster.admin_url,
+                host=self.app_host,
+                port=self.app_port,
+            ) as served:
                 print(f"  dashboard {served.url}/dashboard  (sign in with {api_key})", flush=True)
                 self._record(cluster)
                 try:
@@ -225,6 +241,8 @@ class DevStack:
         """Write the stack's URLs where `submit`, `jobs`, `types` and `sweep` look for them."""
         record = {
             "database_url": cluster.url,
+            # The superuser's, for what only the platform may do (as supabase_admin on hosted).
+            "admin_url": cluster.admin_url,
             "app_url": self.app_url,
             "webhook_url": self.webhook_url,
             "pid": os.getpid(),

@@ -121,6 +121,10 @@ $$;
 -- Queue one signed request, or none (null) while a foreign trigger sits on the queue. Security
 -- definer, owned by jobhook_doorbell: whatever the caller may do (the sweep, the dispatcher and
 -- the insert trigger read Vault), the insert into pg_net's queue runs as jobhook_doorbell.
+-- The hint says what postgres can do about such a trigger on hosted Supabase: the table is
+-- supabase_admin's, so DROP TRIGGER is refused, but dropping the trigger's function with
+-- CASCADE (as a member of its owner) takes the trigger along, and supautils lets postgres drop
+-- and create pg_net.
 create or replace function jobhook.ring(url text, body jsonb, headers jsonb, timeout_ms integer)
 returns bigint
 language plpgsql
@@ -139,7 +143,9 @@ begin
   if cardinality(planted) > 0 then
     raise warning 'jobhook: not ringing: net.http_request_queue has trigger(s) jobhook did not make: %',
       array_to_string(planted, ', ')
-      using hint = 'drop them (drop trigger <name> on net.http_request_queue); jobs wait meanwhile';
+      using hint = 'drop each with its function (drop function <function> cascade), or re-create pg_net'
+        ' (drop extension pg_net; create extension pg_net with schema extensions): drop trigger'
+        ' needs the owner of pg_net''s table, supabase_admin; jobs wait meanwhile';
     return null;
   end if;
   return net.http_post(

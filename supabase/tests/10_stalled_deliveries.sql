@@ -71,8 +71,10 @@ select is(
 
 -- pg_cron's history of the sweep, pruned after retention_days; other jobs' history is theirs.
 select cron.schedule('someone-elses', '0 3 * * *', 'select 1');
-insert into cron.job_run_details (jobid, job_pid, database, username, command, status, start_time, end_time)
-select c.jobid, 1, 'postgres', 'postgres', c.command, 'succeeded', t, t
+-- With run ids of their own: postgres may write pg_cron's tables but not use its sequences
+-- (supabase/postgres ansible/files/postgresql_extension_custom_scripts/pg_cron/after-create.sql).
+insert into cron.job_run_details (runid, jobid, job_pid, database, username, command, status, start_time, end_time)
+select 1000000 + row_number() over (), c.jobid, 1, 'postgres', 'postgres', c.command, 'succeeded', t, t
   from cron.job c, (values (now() - interval '40 days'), (now() - interval '1 day')) v (t)
  where c.jobname in ('jobhook-sweep', 'someone-elses');
 select is((jobhook.sweep() ->> 'history_pruned')::int, 1, 'the sweep prunes its own old runs');

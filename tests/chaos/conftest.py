@@ -43,7 +43,8 @@ class Chaos:
         self, *, delivery: bool = True, environment: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         """The app (and the delivery worker) in a process of its own; ready when returned."""
-        command = [sys.executable, "-m", "tests.chaos.app_process", self.url, str(self.app_port)]
+        command = [sys.executable, "-m", "tests.chaos.app_process", self.url]
+        command += [self.cluster.admin_url, str(self.app_port)]
         if not delivery:
             command.append("--no-delivery")
         log = (self.cluster.root / "app.log").open("ab")
@@ -89,9 +90,12 @@ def chaos_cluster() -> Iterator[Cluster]:
     cluster = Cluster(Path(tempfile.mkdtemp(prefix="jobhook-chaos-")), port=free_port())
     cluster.start()
     try:
-        database.prepare(cluster.url)
+        database.prepare(cluster.url, admin_url=cluster.admin_url)
         with psycopg.connect(cluster.url, autocommit=True) as conn:
-            conn.execute("update cron.job set active = false where jobname = 'jobhook-sweep'")
+            conn.execute(
+                "select cron.alter_job(jobid, active := false) from cron.job"
+                " where jobname = 'jobhook-sweep'"
+            )
         yield cluster
     finally:
         cluster.destroy()
@@ -148,5 +152,6 @@ async def in_process_stack(chaos: Chaos) -> AsyncIterator[Any]:
 
     settings = Settings(DATABASE_URL=chaos.url, **LOCAL_STACK)  # type: ignore[arg-type]
     app = create_app(settings, job_registry=registry, configure_logging=False)
-    async with serve(settings, port=chaos.app_port, app=app) as served:
+    delivery_url = chaos.cluster.admin_url
+    async with serve(settings, delivery_url=delivery_url, port=chaos.app_port, app=app) as served:
         yield served
