@@ -9,6 +9,7 @@ sweep rings for it again should this process die first).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -168,7 +169,7 @@ class LocalExecutor:
                 recent = now - self._last_round < self.linger.linger_ms / 1000
                 self._last_round = now
                 if recent or self.linger.watching:
-                    await self._lingering(self.linger.extend)
+                    await self._watch()
 
     async def _woken(self) -> bool:
         """Wait for a doorbell or a finished attempt; while lingering, look for inserts that
@@ -182,7 +183,15 @@ class LocalExecutor:
                 async with asyncio.timeout(linger.poll_seconds):
                     await self._wake.wait()
             except TimeoutError:
-                if self._unseen:
+                if linger.over():
+                    # First: the count moves with every insert that shares a doorbell, of any
+                    # type, and looking on while nothing starts would never end.
+                    await self._lingering(linger.stop)
+                    # Once more, for an insert that counted itself and committed after the
+                    # last look. (One that commits later still is drained by the next ring:
+                    # the claims' count of shared doorbells has not seen it.)
+                    self._owe_all()
+                elif self._unseen:
                     # An insert counts itself before it commits: what the claims after a look
                     # did not find may be visible now. Looked for once more, then left to the
                     # next count (or to dispatch_due).
@@ -191,11 +200,6 @@ class LocalExecutor:
                 elif counted := await self._lingering(linger.look):
                     self._owe_all()
                     self._unseen = counted
-                elif linger.over():
-                    await self._lingering(linger.stop)
-                    # Once more, for an insert that counted itself and committed after the
-                    # last look.
-                    self._owe_all()
                 else:
                     return False
         self._wake.clear()
@@ -211,6 +215,22 @@ class LocalExecutor:
             self.linger.forget()
             log.warning("stopped watching for shared doorbells", error=str(exc))
             return None
+
+    async def _watch(self) -> None:
+        """Watch for the types this executor can start now: none capped per user (their users'
+        jobs wait for their own to end) and none at its limit. Inserts of the others ring, and
+        so reach whichever app has room."""
+        room = self.max_concurrency - self.running
+        types = [
+            job_type.name
+            for job_type in self.runner.registry
+            if job_type.max_running_per_user is None
+            and room > 0
+            and self._running[job_type.name] < self.max_per_type
+        ]
+        linger = self.linger
+        if linger is not None and types:
+            await self._lingering(lambda: linger.extend(types))
 
     def _owe_all(self) -> None:
         for job_type in self.runner.registry:
@@ -309,8 +329,11 @@ class LocalExecutor:
             for claimer in claiming:  # a claim hung on a dead connection: its lease will tell
                 claimer.cancel()
         if self.linger is not None and self.linger.watching:
-            # The next app's doorbells must ring now, not once this one's linger lapses.
-            await self._lingering(self.linger.stop)
+            # The next app's doorbells must ring now, not once this one's linger lapses (and
+            # they do by themselves within it, should the database not answer).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLAIM_WAIT_SECONDS):
+                    await self._lingering(self.linger.stop)
         if self._tasks and grace_seconds > 0:
             await asyncio.wait(set(self._tasks), timeout=grace_seconds)
         if self._tasks:

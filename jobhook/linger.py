@@ -17,14 +17,15 @@ from jobhook.store import Store
 
 
 class Linger:
-    def __init__(self, store: Store, job_types: list[str], linger_ms: int, poll_ms: int) -> None:
+    def __init__(self, store: Store, linger_ms: int, poll_ms: int) -> None:
         self.store = store
-        self.job_types = job_types
         self.linger_ms = linger_ms
         self.poll_seconds = poll_ms / 1000
         # When this runner stops watching: by this process's clock, and as the database has it.
         self._until: float | None = None
         self._watched_until: datetime | None = None
+        # The types last listed.
+        self._job_types: list[str] = []
 
     @property
     def watching(self) -> bool:
@@ -33,13 +34,18 @@ class Linger:
     def over(self) -> bool:
         return self._until is not None and time.monotonic() >= self._until
 
-    async def extend(self) -> None:
-        """Watch for another linger from now. Written at most once per half linger: the time
-        is one row per type, and the stream that keeps a runner watching would otherwise
-        rewrite it with every claim."""
-        if self._until is not None and self._until - time.monotonic() > self.linger_ms / 2000:
+    async def extend(self, job_types: list[str]) -> None:
+        """Watch for these types for another linger from now. Written at most once per half
+        linger (or when the types change): the time is one row per type, and the stream that
+        keeps a runner watching would otherwise rewrite it with every claim."""
+        if (
+            self._until is not None
+            and self._until - time.monotonic() > self.linger_ms / 2000
+            and set(job_types) <= set(self._job_types)
+        ):
             return
-        self._watched_until = await self.store.keep_draining(self.job_types, self.linger_ms)
+        self._watched_until = await self.store.keep_draining(job_types, self.linger_ms)
+        self._job_types = job_types
         # Counted from after the database's answer, so this runner watches at least as long as
         # the database counts on it.
         self._until = time.monotonic() + self.linger_ms / 1000
@@ -52,7 +58,7 @@ class Linger:
         """Inserts ring again; the caller claims once more after, for an insert that counted
         itself and committed after the last look."""
         if self._watched_until is not None:
-            await self.store.stop_draining(self.job_types, self._watched_until)
+            await self.store.stop_draining(self._job_types, self._watched_until)
         self._watched_until = self._until = None
 
     def forget(self) -> None:

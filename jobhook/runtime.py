@@ -245,12 +245,7 @@ def local_executor(runtime: Runtime) -> Executor:
     settings = runtime.settings
     linger = None
     if settings.drain_linger_ms > 0:
-        linger = Linger(
-            runtime.runner.store,
-            [job_type.name for job_type in runtime.runner.registry],
-            settings.drain_linger_ms,
-            settings.drain_poll_ms,
-        )
+        linger = Linger(runtime.runner.store, settings.drain_linger_ms, settings.drain_poll_ms)
     return LocalExecutor(
         runtime.runner,
         max_concurrency=settings.max_concurrency,

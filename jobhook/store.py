@@ -147,6 +147,7 @@ class Store:
         # jobhook.shared_doorbells as the newest claim saw it, and as the last drain did.
         self._shared_doorbells = 0
         self._drained_at = 0
+        self._looked_at = 0
 
     @classmethod
     def open(
@@ -210,6 +211,7 @@ class Store:
         ringing meanwhile); until when the database now counts on this runner."""
         rows = await self._all("keep_draining", {"job_types": job_types, "linger_ms": linger_ms})
         self._shared_doorbells = max(self._shared_doorbells, rows[0]["shared_doorbells"])
+        self._looked_at = max(self._looked_at, self._drained_at)
         watching_until: datetime = rows[0]["watching_until"]
         return watching_until
 
@@ -222,8 +224,10 @@ class Store:
         last drain."""
         shared = await self._value("shared_doorbells")
         self._shared_doorbells = max(self._shared_doorbells, shared)
-        moved = self._shared_doorbells - self._drained_at
-        self._drained_at = self._shared_doorbells
+        # A baseline of its own: a counted insert may commit after every claim that followed
+        # this look, and the next ring must then still drain (doorbells_shared).
+        moved = self._shared_doorbells - self._looked_at
+        self._looked_at = self._shared_doorbells
         return moved
 
     async def claim_due(

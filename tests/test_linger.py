@@ -5,6 +5,7 @@ watching, or closes, or for types it does not run, every insert rings again."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +28,7 @@ from tests.conftest import DEMO_USER, Stack, act_as_user, finished, wait_for_job
 pytestmark = pytest.mark.commits
 
 TYPE = "lingered"
+CAPPED = "lingered_capped"
 
 
 class NoParams(BaseModel):
@@ -74,12 +76,16 @@ def _registry() -> Registry:
     async def lingered(params: NoParams, ctx: JobContext) -> None:
         pass
 
+    @registry.job(CAPPED, params=NoParams, max_running_per_user=1)
+    async def capped(params: NoParams, ctx: JobContext) -> None:
+        pass
+
     return registry
 
 
 async def _executor(url: str, registry: Registry, linger_ms: int) -> AsyncIterator[LocalExecutor]:
     async with Store.open(url) as store:
-        linger = Linger(store, [job_type.name for job_type in registry], linger_ms, poll_ms=2)
+        linger = Linger(store, linger_ms, poll_ms=2)
         executor = LocalExecutor(
             Runner(store, registry, "test-worker"), max_concurrency=4, max_per_type=4, linger=linger
         )
@@ -102,6 +108,10 @@ async def _first_job(url: str, conn: psycopg.Connection[Any], executor: LocalExe
             await asyncio.sleep(0.05)  # the runner is done with its round
             assert not _watching(conn)
     await _until(lambda: _watching(conn))
+
+
+def _stopped(linger: Linger) -> bool:
+    return not linger.watching
 
 
 async def _until(condition: Callable[[], bool], within: float = 10) -> None:
@@ -236,3 +246,61 @@ def test_clients_can_neither_watch_nor_read_who_does(committed: Stack, role: str
         client.execute(f"set role {role}")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             client.execute("select * from jobhook.drains")
+        client.rollback()
+        client.execute(f"set role {role}")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            client.execute("select jobhook.stop_draining(array['sample_task'], 'infinity')")
+
+
+async def test_a_type_capped_per_user_is_never_watched_for(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    registry = _registry()
+    registry.sync(conn)
+    async for executor in _executor(committed.url, registry, linger_ms=10_000):
+        await _first_job(committed.url, conn, executor)
+        assert not _watching(conn, CAPPED)
+        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
+        capped = _insert(conn, CAPPED)
+        assert _rung(conn)[-1] == str(capped)
+
+
+async def test_a_runner_stops_watching_though_other_types_keep_the_count_moving(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    registry = _registry()
+    registry.sync(conn)
+    conn.execute("update jobhook.settings set max_doorbells_per_second = 1")
+    async for executor in _executor(committed.url, registry, linger_ms=200):
+        await _first_job(committed.url, conn, executor)
+        assert executor.linger is not None
+        deadline = time.monotonic() + 5
+        # Inserts of a type this runner does not run share doorbells, moving the count.
+        while executor.linger.watching and time.monotonic() < deadline:
+            _insert(conn, "sample_task")
+            await asyncio.sleep(0.005)
+        assert not executor.linger.watching
+        assert not _watching(conn)
+
+
+async def test_a_job_that_commits_after_the_runner_stopped_watching_is_drained_by_the_next_ring(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    registry = _registry()
+    registry.sync(conn)
+    async for executor in _executor(committed.url, registry, linger_ms=200):
+        await _first_job(committed.url, conn, executor)
+        linger = executor.linger
+        assert linger is not None
+        with psycopg.connect(committed.url) as slow:
+            late = _insert(slow)  # counted while the runner watches
+            await _until(functools.partial(_stopped, linger))
+            await asyncio.sleep(0.1)  # and its last claim is done
+            slow.commit()
+        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
+        ringing = _insert(conn)
+        assert _rung(conn)[-1] == str(ringing)
+        await executor.submit([DispatchedJob(id=ringing, job_type=TYPE)])
+        # No ticker here: only the drain that ring causes can start the late job.
+        row = await wait_for_job(committed.url, late, finished, within=10)
+        assert row["status"] == "completed"

@@ -25,7 +25,7 @@ select nullif(current_setting('pg_net.database_name', true), '') is distinct fro
 -- First (src/core.c:122-158) the oldest expired responses, at most a batch of them; then
 -- (src/core.c:160-190) the oldest requests, removed from the queue as they are taken, at most a
 -- batch and at most `room`. Headers come back as the "name: value" lines curl is given
--- (src/core.c:172). The batch size comes back with the requests.
+-- (src/core.c:172).
 -- Upstream skips a pass when schema `net` or either table is missing (src/worker.c:208-231);
 -- here the statements then fail with undefined_table or invalid_schema_name, and the worker
 -- skips it too.

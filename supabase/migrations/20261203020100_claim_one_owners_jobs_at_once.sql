@@ -26,7 +26,7 @@ begin
   end if;
 
   -- One type without a cap, and one owner waiting (one user, or only jobs without a user):
-  -- the turns would serve that owner alone, oldest first. Two probes instead of the walk.
+  -- the turns would serve that owner alone, oldest first. A few probes instead of the walk.
   if cardinality(claim_due.job_types) = 1
      and not exists (select from jobhook.job_types t
                       where t.name = claim_due.job_types[1]
