@@ -5,6 +5,7 @@ watching, or closes, or for types it does not run, every insert rings again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import time
@@ -83,25 +84,38 @@ def _registry() -> Registry:
     return registry
 
 
-async def _executor(url: str, registry: Registry, linger_ms: int) -> AsyncIterator[LocalExecutor]:
+@contextlib.asynccontextmanager
+async def _watching_runner(
+    url: str, conn: psycopg.Connection[Any], linger_ms: int
+) -> AsyncIterator[LocalExecutor]:
+    """A local executor that has run a stream's first two jobs and now watches."""
+    registry = _registry()
+    registry.sync(conn)
     async with Store.open(url) as store:
         linger = Linger(store, linger_ms, poll_ms=2)
         executor = LocalExecutor(
             Runner(store, registry, "test-worker"), max_concurrency=4, max_per_type=4, linger=linger
         )
         try:
+            await _first_job(url, conn, executor)
             yield executor
         finally:
             await executor.aclose()
+
+
+def _insert_rings(conn: psycopg.Connection[Any], job_type: str = TYPE) -> UUID:
+    """Insert one job when no doorbell has rung for a while, and see that it rang."""
+    conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
+    job_id = _insert(conn, job_type)
+    assert _rung(conn)[-1] == str(job_id)
+    return job_id
 
 
 async def _first_job(url: str, conn: psycopg.Connection[Any], executor: LocalExecutor) -> None:
     """Two jobs rung for and run less than a linger apart, as doorbells start a runner, which
     then watches (a single job is not a stream: after it the runner stops)."""
     for n in range(2):
-        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
-        job_id = _insert(conn)
-        assert _rung(conn)[-1] == str(job_id)
+        job_id = _insert_rings(conn)
         await executor.submit([DispatchedJob(id=job_id, job_type=TYPE)])
         assert (await wait_for_job(url, job_id, finished, within=20))["status"] == "completed"
         if n == 0:
@@ -124,11 +138,8 @@ async def _until(condition: Callable[[], bool], within: float = 10) -> None:
 async def test_a_stream_of_inserts_runs_without_a_ring_while_the_runner_watches(
     committed: Stack, conn: psycopg.Connection[Any]
 ) -> None:
-    registry = _registry()
-    registry.sync(conn)
     # Long enough that the stream below never outlasts it on a slow machine.
-    async for executor in _executor(committed.url, registry, linger_ms=3000):
-        await _first_job(committed.url, conn, executor)
+    async with _watching_runner(committed.url, conn, linger_ms=3000):
         rung = _rung(conn)
         # No doorbell, no ticker: only the watching runner can start these.
         ids = []
@@ -144,10 +155,7 @@ async def test_a_stream_of_inserts_runs_without_a_ring_while_the_runner_watches(
 async def test_a_client_insert_counts_itself_while_a_runner_watches(
     committed: Stack, conn: psycopg.Connection[Any]
 ) -> None:
-    registry = _registry()
-    registry.sync(conn)
-    async for executor in _executor(committed.url, registry, linger_ms=3000):
-        await _first_job(committed.url, conn, executor)
+    async with _watching_runner(committed.url, conn, linger_ms=3000):
         rung = _rung(conn)
         with psycopg.connect(committed.url) as client:
             act_as_user(client, DEMO_USER)
@@ -164,49 +172,31 @@ async def test_a_client_insert_counts_itself_while_a_runner_watches(
 async def test_once_the_linger_is_over_inserts_ring_again(
     committed: Stack, conn: psycopg.Connection[Any]
 ) -> None:
-    registry = _registry()
-    registry.sync(conn)
-    async for executor in _executor(committed.url, registry, linger_ms=500):
-        await _first_job(committed.url, conn, executor)
+    async with _watching_runner(committed.url, conn, linger_ms=500):
         await _until(lambda: not _watching(conn))
-        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
-        later = _insert(conn)
-        assert _rung(conn)[-1] == str(later)
+        _insert_rings(conn)
 
 
 async def test_a_closing_runner_stops_watching_at_once(
     committed: Stack, conn: psycopg.Connection[Any]
 ) -> None:
-    registry = _registry()
-    registry.sync(conn)
-    async for executor in _executor(committed.url, registry, linger_ms=10_000):
-        await _first_job(committed.url, conn, executor)
+    async with _watching_runner(committed.url, conn, linger_ms=10_000) as executor:
         await executor.aclose()
         assert not _watching(conn)
-        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
-        after = _insert(conn)
-        assert _rung(conn)[-1] == str(after)
+        _insert_rings(conn)
 
 
 async def test_an_insert_of_a_type_no_runner_watches_for_rings(
     committed: Stack, conn: psycopg.Connection[Any]
 ) -> None:
-    registry = _registry()
-    registry.sync(conn)
-    async for executor in _executor(committed.url, registry, linger_ms=10_000):
-        await _first_job(committed.url, conn, executor)
-        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
-        other = _insert(conn, "sample_task")
-        assert _rung(conn)[-1] == str(other)
+    async with _watching_runner(committed.url, conn, linger_ms=10_000):
+        _insert_rings(conn, "sample_task")
 
 
 async def test_a_job_committed_after_the_runners_last_look_is_claimed_when_it_stops(
     committed: Stack, conn: psycopg.Connection[Any]
 ) -> None:
-    registry = _registry()
-    registry.sync(conn)
-    async for executor in _executor(committed.url, registry, linger_ms=1000):
-        await _first_job(committed.url, conn, executor)
+    async with _watching_runner(committed.url, conn, linger_ms=1000):
         with psycopg.connect(committed.url) as slow:
             # Counted now, visible only at its commit, long after the runner looked (twice).
             late = _insert(slow)
@@ -255,24 +245,16 @@ def test_clients_can_neither_watch_nor_read_who_does(committed: Stack, role: str
 async def test_a_type_capped_per_user_is_never_watched_for(
     committed: Stack, conn: psycopg.Connection[Any]
 ) -> None:
-    registry = _registry()
-    registry.sync(conn)
-    async for executor in _executor(committed.url, registry, linger_ms=10_000):
-        await _first_job(committed.url, conn, executor)
+    async with _watching_runner(committed.url, conn, linger_ms=10_000):
         assert not _watching(conn, CAPPED)
-        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
-        capped = _insert(conn, CAPPED)
-        assert _rung(conn)[-1] == str(capped)
+        _insert_rings(conn, CAPPED)
 
 
 async def test_a_runner_stops_watching_though_other_types_keep_the_count_moving(
     committed: Stack, conn: psycopg.Connection[Any]
 ) -> None:
-    registry = _registry()
-    registry.sync(conn)
     conn.execute("update jobhook.settings set max_doorbells_per_second = 1")
-    async for executor in _executor(committed.url, registry, linger_ms=200):
-        await _first_job(committed.url, conn, executor)
+    async with _watching_runner(committed.url, conn, linger_ms=200) as executor:
         assert executor.linger is not None
         deadline = time.monotonic() + 5
         # Inserts of a type this runner does not run share doorbells, moving the count.
@@ -286,10 +268,7 @@ async def test_a_runner_stops_watching_though_other_types_keep_the_count_moving(
 async def test_a_job_that_commits_after_the_runner_stopped_watching_is_drained_by_the_next_ring(
     committed: Stack, conn: psycopg.Connection[Any]
 ) -> None:
-    registry = _registry()
-    registry.sync(conn)
-    async for executor in _executor(committed.url, registry, linger_ms=200):
-        await _first_job(committed.url, conn, executor)
+    async with _watching_runner(committed.url, conn, linger_ms=200) as executor:
         linger = executor.linger
         assert linger is not None
         with psycopg.connect(committed.url) as slow:
@@ -297,9 +276,7 @@ async def test_a_job_that_commits_after_the_runner_stopped_watching_is_drained_b
             await _until(functools.partial(_stopped, linger))
             await asyncio.sleep(0.1)  # and its last claim is done
             slow.commit()
-        conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
-        ringing = _insert(conn)
-        assert _rung(conn)[-1] == str(ringing)
+        ringing = _insert_rings(conn)
         await executor.submit([DispatchedJob(id=ringing, job_type=TYPE)])
         # No ticker here: only the drain that ring causes can start the late job.
         row = await wait_for_job(committed.url, late, finished, within=10)
