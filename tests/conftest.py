@@ -282,6 +282,24 @@ def insert_job(
         return UUID(str(row[0]))
 
 
+def insert_on(conn: psycopg.Connection[Any], job_type: str = "sample_task") -> UUID:
+    """Insert one job for the demo user on `conn`, a trusted backend's connection."""
+    row = conn.execute(
+        "insert into public.jobs (user_id, job_type) values (%s, %s) returning id",
+        (DEMO_USER, job_type),
+    ).fetchone()
+    assert row is not None
+    return UUID(str(row[0]))
+
+
+def queued_doorbells(conn: psycopg.Connection[Any]) -> list[list[str]]:
+    """The ids each doorbell in pg_net's queue names, oldest first."""
+    return [
+        [job["id"] for job in json.loads(bytes(body).decode())["jobs"]]
+        for (body,) in conn.execute("select body from net.http_request_queue order by id")
+    ]
+
+
 async def wait_for_job(
     database_url: str,
     job_id: UUID,

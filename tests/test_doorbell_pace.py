@@ -6,7 +6,6 @@ second later; a rolled-back insert sends nothing."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 from uuid import UUID
@@ -21,26 +20,9 @@ from jobhook.executor import LocalExecutor
 from jobhook.registry import Registry
 from jobhook.runner import Runner
 from jobhook.store import Store
-from tests.conftest import DEMO_USER, Stack, finished, wait_for_job
+from tests.conftest import DEMO_USER, Stack, finished, insert_on, queued_doorbells, wait_for_job
 
 pytestmark = pytest.mark.commits
-
-
-def _insert(conn: psycopg.Connection[Any], job_type: str = "sample_task") -> UUID:
-    row = conn.execute(
-        "insert into public.jobs (user_id, job_type) values (%s, %s) returning id",
-        (DEMO_USER, job_type),
-    ).fetchone()
-    assert row is not None
-    return UUID(str(row[0]))
-
-
-def _rings(conn: psycopg.Connection[Any]) -> list[list[str]]:
-    """The ids each queued doorbell names, oldest first."""
-    return [
-        [job["id"] for job in json.loads(bytes(body).decode())["jobs"]]
-        for (body,) in conn.execute("select body from net.http_request_queue order by id")
-    ]
 
 
 def _shared(conn: psycopg.Connection[Any]) -> int:
@@ -60,10 +42,10 @@ def conn(committed: Stack) -> Any:
 
 def test_at_a_few_jobs_a_second_every_insert_rings_at_once(conn: psycopg.Connection[Any]) -> None:
     shared_before = _shared(conn)
-    first = _insert(conn)
+    first = insert_on(conn)
     time.sleep(0.05)  # ten times the default pace's interval (200 a second)
-    second = _insert(conn)
-    assert _rings(conn) == [[str(first)], [str(second)]]
+    second = insert_on(conn)
+    assert queued_doorbells(conn) == [[str(first)], [str(second)]]
     assert _shared(conn) == shared_before
 
 
@@ -71,9 +53,9 @@ def test_inserts_past_the_pace_share_doorbells(conn: psycopg.Connection[Any]) ->
     conn.execute("update jobhook.settings set max_doorbells_per_second = 2")
     shared_before = _shared(conn)
     began = time.monotonic()
-    ids = [_insert(conn) for _ in range(40)]
+    ids = [insert_on(conn) for _ in range(40)]
     elapsed = time.monotonic() - began
-    rings = _rings(conn)
+    rings = queued_doorbells(conn)
     # At most one doorbell per half second, the first at once.
     assert 1 <= len(rings) <= int(elapsed * 2) + 1
     assert rings[0] == [str(ids[0])]
@@ -90,13 +72,13 @@ def test_an_insert_never_waits_for_the_one_that_holds_the_turn(
 ) -> None:
     shared_before = _shared(conn)
     with psycopg.connect(committed.url) as ringer:
-        ringing = _insert(ringer)  # takes the turn, and holds it until it commits
+        ringing = insert_on(ringer)  # takes the turn, and holds it until it commits
         # Any wait for the ringer's locks would end this insert with lock_timeout.
         conn.execute("set lock_timeout = '50ms'")
-        shared = _insert(conn)
+        shared = insert_on(conn)
         assert _shared(conn) == shared_before + 1
         ringer.commit()
-    assert _rings(conn) == [[str(ringing)]]
+    assert queued_doorbells(conn) == [[str(ringing)]]
     assert shared != ringing
 
 
@@ -104,35 +86,35 @@ def test_a_rolled_back_ringer_sends_nothing_and_dispatch_due_rings_for_the_rest(
     committed: Stack, conn: psycopg.Connection[Any]
 ) -> None:
     with psycopg.connect(committed.url) as ringer:
-        _insert(ringer)
-        shared = _insert(conn)
+        insert_on(ringer)
+        shared = insert_on(conn)
         ringer.rollback()
-    assert _rings(conn) == []
+    assert queued_doorbells(conn) == []
     # Not yet: dispatch_due rings for a shared job once it has waited a second unclaimed.
     assert conn.execute("select jobhook.dispatch_due()").fetchone() == (0,)
-    assert _rings(conn) == []
+    assert queued_doorbells(conn) == []
     time.sleep(1.1)
     assert conn.execute("select jobhook.dispatch_due()").fetchone() == (0,)
-    assert _rings(conn) == [[str(shared)]]
+    assert queued_doorbells(conn) == [[str(shared)]]
     # A ring for a job that waited is not a delivery lost: the count the sweep fails by stays.
     assert conn.execute(
         "select dispatch_count from public.jobs where id = %s", (shared,)
     ).fetchone() == (1,)
     # Not while the doorbells that inserts ring keep coming: their drains are at work.
-    _insert(conn)
+    insert_on(conn)
     conn.execute("select jobhook.dispatch_due()")
-    assert len(_rings(conn)) == 2
+    assert len(queued_doorbells(conn)) == 2
 
 
 def test_a_turn_held_by_a_stalled_transaction_does_not_stop_dispatch_due(
     committed: Stack, conn: psycopg.Connection[Any]
 ) -> None:
     with psycopg.connect(committed.url) as stalled:
-        _insert(stalled)  # takes the turn and keeps it: the transaction stays open
-        shared = _insert(conn)
+        insert_on(stalled)  # takes the turn and keeps it: the transaction stays open
+        shared = insert_on(conn)
         time.sleep(1.1)
         conn.execute("select jobhook.dispatch_due()")
-        assert _rings(conn) == [[str(shared)]]
+        assert queued_doorbells(conn) == [[str(shared)]]
         stalled.rollback()
 
 
@@ -153,8 +135,8 @@ async def test_the_runner_a_ring_reaches_drains_the_jobs_that_shared_it(
         registry.sync(conn)
         conn.execute("update jobhook.settings set max_doorbells_per_second = 1")
         conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
-        ids = [_insert(conn, "shared_work") for _ in range(8)]
-        [rung] = _rings(conn)
+        ids = [insert_on(conn, "shared_work") for _ in range(8)]
+        [rung] = queued_doorbells(conn)
     assert rung == [str(ids[0])]
 
     # No delivery worker and no ticker here: only the drain can start the other seven.
@@ -224,7 +206,7 @@ async def test_a_ring_that_shared_nothing_costs_no_drain(committed: Stack) -> No
     with psycopg.connect(committed.url, autocommit=True) as conn:
         registry.sync(conn)
         conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
-        first = _insert(conn, "alone")
+        first = insert_on(conn, "alone")
     async with CountingStore.open(committed.url) as store:
         assert isinstance(store, CountingStore)
         executor = LocalExecutor(
@@ -236,8 +218,8 @@ async def test_a_ring_that_shared_nothing_costs_no_drain(committed: Stack) -> No
             drains_after_first = store.drains  # the first claim catches up with the count
             await asyncio.sleep(0.05)
             with psycopg.connect(committed.url, autocommit=True) as conn:
-                second = _insert(conn, "alone")
-                assert _rings(conn)[-1] == [str(second)]  # it rang: nothing was shared
+                second = insert_on(conn, "alone")
+                assert queued_doorbells(conn)[-1] == [str(second)]  # it rang: nothing was shared
             await executor.submit([DispatchedJob(id=second, job_type="alone")])
             row = await wait_for_job(committed.url, second, finished, within=20)
             assert row["status"] == "completed"
@@ -280,7 +262,7 @@ def test_a_webhook_url_pg_net_would_refuse_never_fails_a_clients_insert(
                 lambda diagnostic: notices.append(diagnostic.message_primary or "")
             )
             client.execute("insert into public.jobs (job_type) values ('sample_task')")
-    assert _rings(conn) == []
+    assert queued_doorbells(conn) == []
     [(status, dispatch_count)] = conn.execute(
         "select status::text, dispatch_count from public.jobs"
     ).fetchall()

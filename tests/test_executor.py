@@ -17,7 +17,7 @@ from jobhook.executor import LocalExecutor
 from jobhook.registry import Registry
 from jobhook.runner import Runner
 from jobhook.store import ClaimedJob, Store, new_pool
-from tests.conftest import DEMO_USER, Stack, finished, wait_for_job
+from tests.conftest import DEMO_USER, Stack, finished, insert_on, wait_for_job
 
 pytestmark = pytest.mark.commits
 
@@ -88,12 +88,7 @@ def sync_and_insert(committed: Stack, registry: Registry, job_type: str) -> UUID
     """Write the registry's types, and insert one job of `job_type` for the demo user."""
     with psycopg.connect(committed.url, autocommit=True) as conn:
         registry.sync(conn)
-        row = conn.execute(
-            "insert into public.jobs (user_id, job_type) values (%s, %s) returning id",
-            (DEMO_USER, job_type),
-        ).fetchone()
-    assert row is not None
-    return UUID(str(row[0]))
+        return insert_on(conn, job_type)
 
 
 class DroppingStore(Store):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -24,7 +23,15 @@ from jobhook.linger import Linger
 from jobhook.registry import Registry
 from jobhook.runner import Runner
 from jobhook.store import Store
-from tests.conftest import DEMO_USER, Stack, act_as_user, finished, wait_for_job
+from tests.conftest import (
+    DEMO_USER,
+    Stack,
+    act_as_user,
+    finished,
+    insert_on,
+    queued_doorbells,
+    wait_for_job,
+)
 
 pytestmark = pytest.mark.commits
 
@@ -36,22 +43,9 @@ class NoParams(BaseModel):
     pass
 
 
-def _insert(conn: psycopg.Connection[Any], job_type: str = TYPE) -> UUID:
-    row = conn.execute(
-        "insert into public.jobs (user_id, job_type) values (%s, %s) returning id",
-        (DEMO_USER, job_type),
-    ).fetchone()
-    assert row is not None
-    return UUID(str(row[0]))
-
-
 def _rung(conn: psycopg.Connection[Any]) -> list[str]:
     """Every id the queued doorbells name."""
-    return [
-        job["id"]
-        for (body,) in conn.execute("select body from net.http_request_queue order by id")
-        for job in json.loads(bytes(body).decode())["jobs"]
-    ]
+    return [job_id for ring in queued_doorbells(conn) for job_id in ring]
 
 
 def _watching(conn: psycopg.Connection[Any], job_type: str = TYPE) -> bool:
@@ -106,7 +100,7 @@ async def _watching_runner(
 def _insert_rings(conn: psycopg.Connection[Any], job_type: str = TYPE) -> UUID:
     """Insert one job when no doorbell has rung for a while, and see that it rang."""
     conn.execute("update jobhook.locks set rung_at = null where name = 'doorbell'")
-    job_id = _insert(conn, job_type)
+    job_id = insert_on(conn, job_type)
     assert _rung(conn)[-1] == str(job_id)
     return job_id
 
@@ -144,7 +138,7 @@ async def test_a_stream_of_inserts_runs_without_a_ring_while_the_runner_watches(
         # No doorbell, no ticker: only the watching runner can start these.
         ids = []
         for _ in range(5):
-            ids.append(_insert(conn))
+            ids.append(insert_on(conn, TYPE))
             await asyncio.sleep(0.02)
         for job_id in ids:
             row = await wait_for_job(committed.url, job_id, finished, within=20)
@@ -199,7 +193,7 @@ async def test_a_job_committed_after_the_runners_last_look_is_claimed_when_it_st
     async with _watching_runner(committed.url, conn, linger_ms=1000):
         with psycopg.connect(committed.url) as slow:
             # Counted now, visible only at its commit, long after the runner looked (twice).
-            late = _insert(slow)
+            late = insert_on(slow, TYPE)
             await asyncio.sleep(0.15)
             slow.commit()
         rung = _rung(conn)
@@ -259,7 +253,7 @@ async def test_a_runner_stops_watching_though_other_types_keep_the_count_moving(
         deadline = time.monotonic() + 5
         # Inserts of a type this runner does not run share doorbells, moving the count.
         while executor.linger.watching and time.monotonic() < deadline:
-            _insert(conn, "sample_task")
+            insert_on(conn, "sample_task")
             await asyncio.sleep(0.005)
         assert not executor.linger.watching
         assert not _watching(conn)
@@ -272,7 +266,7 @@ async def test_a_job_that_commits_after_the_runner_stopped_watching_is_drained_b
         linger = executor.linger
         assert linger is not None
         with psycopg.connect(committed.url) as slow:
-            late = _insert(slow)  # counted while the runner watches
+            late = insert_on(slow, TYPE)  # counted while the runner watches
             await _until(functools.partial(_stopped, linger))
             await asyncio.sleep(0.1)  # and its last claim is done
             slow.commit()
