@@ -221,7 +221,7 @@ class Store:
 
     async def look_for_shared_doorbells(self) -> int:
         """Read jobhook.shared_doorbells: how many insert statements shared doorbells since the
-        last drain."""
+        last look (or, for the first look of a watch, since the last claim)."""
         shared = await self._value("shared_doorbells")
         self._shared_doorbells = max(self._shared_doorbells, shared)
         # A baseline of its own: a counted insert may commit after every claim that followed
