@@ -15,31 +15,41 @@
 -- top of 06_attempts.sql).
 
 -- How many more jobs of `job_type` may start for `user_id` now; null when the type has no cap.
+-- PL/pgSQL, as every probe here: a SQL function with a SET clause is planned again on every
+-- call (06_attempts.sql, at the top), and claim_due calls these once per user it visits.
 create or replace function jobhook.room_for_user(job_type text, user_id uuid)
 returns integer
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
+declare
+  cap integer;
+  running integer;
+begin
+  select t.max_running_per_user into cap
+    from jobhook.job_types t
+   where t.name = room_for_user.job_type;
+  if cap is null then
+    return null;
+  end if;
   -- Two counts, for the same reason as oldest_due's two queries below: each one an index
   -- condition on jobs_processing_by_user_idx.
-  select greatest(t.max_running_per_user - case
-           when room_for_user.user_id is null then
-             (select count(*)::integer
-                from public.jobs j
-               where j.job_type = room_for_user.job_type
-                 and j.user_id is null
-                 and j.status = 'processing')
-           else
-             (select count(*)::integer
-                from public.jobs j
-               where j.job_type = room_for_user.job_type
-                 and j.user_id = room_for_user.user_id
-                 and j.status = 'processing')
-           end, 0)
-    from jobhook.job_types t
-   where t.name = room_for_user.job_type
-     and t.max_running_per_user is not null
+  if room_for_user.user_id is null then
+    select count(*) into running
+      from public.jobs j
+     where j.job_type = room_for_user.job_type
+       and j.user_id is null
+       and j.status = 'processing';
+  else
+    select count(*) into running
+      from public.jobs j
+     where j.job_type = room_for_user.job_type
+       and j.user_id = room_for_user.user_id
+       and j.status = 'processing';
+  end if;
+  return greatest(cap - running, 0);
+end;
 $$;
 
 -- pending -> processing for each id that is still pending, due and not cancelled, skipping rows
@@ -118,17 +128,20 @@ $$;
 -- one probe of jobs_pending_by_user_idx.
 create or replace function jobhook.next_waiting_user(job_type text, after uuid)
 returns uuid
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select j.user_id
-    from public.jobs j
-   where j.status = 'pending'
-     and j.job_type = next_waiting_user.job_type
-     and j.user_id > coalesce(next_waiting_user.after, '00000000-0000-0000-0000-000000000000')
-   order by j.user_id
-   limit 1
+begin
+  return (
+    select j.user_id
+      from public.jobs j
+     where j.status = 'pending'
+       and j.job_type = next_waiting_user.job_type
+       and j.user_id > coalesce(next_waiting_user.after, '00000000-0000-0000-0000-000000000000')
+     order by j.user_id
+     limit 1);
+end;
 $$;
 
 -- The oldest `how_many` due jobs of one user (null: the jobs without a user) and type, locked,
@@ -179,6 +192,9 @@ create or replace function jobhook.claim_due(job_types text[], max_jobs integer,
 returns setof public.jobs
 language plpgsql
 set search_path = ''
+set enable_seqscan = off
+set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   -- A random point in the order of user ids: each call starts its turns somewhere else, so no
@@ -213,9 +229,25 @@ begin
                             where j.status = 'pending'
                               and j.job_type = claim_due.job_types[1]
                               and j.user_id is null)) then
+      -- claim's update, without what it does for caps (the type has none): the one claim a
+      -- watching runner makes for each insert it sees counted. The ids first, locked, in a
+      -- statement of their own: the update's snapshot then sees every row they name, and it
+      -- reads the table by primary key (06_attempts.sql, at the top).
+      picked := array(select jobhook.oldest_due(job_type, visitor, max_jobs));
       return query
-        select * from jobhook.claim(array(select jobhook.oldest_due(job_type, visitor, max_jobs)),
-                                    claim_due.worker_id);
+        update public.jobs j
+           set status = 'processing',
+               attempt = j.attempt + 1,
+               started_at = now(),
+               updated_at = now(),
+               lease_expires_at = now() + make_interval(secs => s.lease_seconds),
+               worker_id = claim_due.worker_id,
+               progress = 0,
+               progress_message = null,
+               dispatch_count = 0
+          from jobhook.settings s
+         where j.id = any (picked)
+        returning j.*;
       return;
     end if;
   end if;
