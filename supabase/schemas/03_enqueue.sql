@@ -200,7 +200,9 @@ declare
                          end;
   global_limit integer;
   unfinished bigint;
-  over record;
+  over_name text;
+  over_limit integer;
+  over_count bigint;
 begin
   -- Roles that bypass RLS (service_role, postgres) are trusted backends; the quota guards the
   -- API.
@@ -216,30 +218,35 @@ begin
   insert into jobhook.quota_locks as q (user_id) values (uid)
   on conflict (user_id) do update set touched_at = now();
 
-  select s.max_unfinished_per_user into global_limit from jobhook.settings s;
-  select count(*) into unfinished
-    from public.jobs j
-   where j.user_id = uid and j.status in ('pending', 'processing');
+  -- Both limits in one statement: every statement a trigger runs is set up and torn down again
+  -- for each insert, and this one runs for every client insert.
+  select s.max_unfinished_per_user, u.unfinished, o.name, o.job_limit, o.unfinished
+    into global_limit, unfinished, over_name, over_limit, over_count
+    from jobhook.settings s
+   cross join lateral (
+         select count(*) as unfinished
+           from public.jobs j
+          where j.user_id = uid and j.status in ('pending', 'processing')) u
+    left join lateral (
+         select t.name, t.max_unfinished_per_user as job_limit, count(*) as unfinished
+           from public.jobs j
+           join jobhook.job_types t on t.name = j.job_type
+          where j.user_id = uid
+            and j.status in ('pending', 'processing')
+            and t.max_unfinished_per_user is not null
+            and j.job_type in (select i.job_type from inserted i)
+          group by t.name, t.max_unfinished_per_user
+         having count(*) > t.max_unfinished_per_user
+          limit 1) o on true;
   if unfinished > global_limit then
     raise exception 'too many unfinished jobs: % pending or processing, the limit is %',
       unfinished, global_limit
       using errcode = 'PT429',
             hint = 'wait for some to finish or cancel them, then retry';
   end if;
-
-  select t.name, t.max_unfinished_per_user as job_limit, count(*) as unfinished into over
-    from public.jobs j
-    join jobhook.job_types t on t.name = j.job_type
-   where j.user_id = uid
-     and j.status in ('pending', 'processing')
-     and t.max_unfinished_per_user is not null
-     and j.job_type in (select i.job_type from inserted i)
-   group by t.name, t.max_unfinished_per_user
-  having count(*) > t.max_unfinished_per_user
-   limit 1;
-  if found then
+  if over_name is not null then
     raise exception 'too many unfinished "%" jobs: % pending or processing, the limit is %',
-      over.name, over.unfinished, over.job_limit
+      over_name, over_count, over_limit
       using errcode = 'PT429',
             hint = 'wait for some to finish or cancel them, then retry';
   end if;

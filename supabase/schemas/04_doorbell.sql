@@ -367,22 +367,24 @@ set search_path = ''
 as $$
 declare
   due jsonb;
-  due_types text[];
+  watched boolean;
 begin
-  select jsonb_agg(jsonb_build_object('id', i.id, 'job_type', i.job_type)),
-         array_agg(distinct i.job_type)
-    into due, due_types
-    from inserted i
-   where i.dispatch_count > 0;
+  -- One statement, as the quota's (03_enqueue.sql): the due jobs, and whether a runner watches
+  -- for every one of their types.
+  select a.due,
+         not exists (select from unnest(a.due_types) as t
+                      where not exists (select from jobhook.drains d
+                                         where d.job_type = t
+                                           and d.watching_until > clock_timestamp()))
+    into due, watched
+    from (select jsonb_agg(jsonb_build_object('id', i.id, 'job_type', i.job_type)) as due,
+                 array_agg(distinct i.job_type) as due_types
+            from inserted i
+           where i.dispatch_count > 0) a;
   if due is null then
     return null;
   end if;
-  if not exists (
-       select from unnest(due_types) as t
-        where not exists (select from jobhook.drains d
-                           where d.job_type = t and d.watching_until > clock_timestamp())
-     )
-     or not jobhook.take_doorbell_turn() then
+  if watched or not jobhook.take_doorbell_turn() then
     -- Announced by a watching runner, by the doorbell another insert rang (or rings), or by
     -- dispatch_due.
     perform nextval('jobhook.shared_doorbells');
