@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     # counter every poll interval; inserts of its types meanwhile do not ring (jobhook.drains).
     # 0: never linger, every insert that takes the doorbell's turn rings.
     drain_linger_ms: int = Field(50, ge=0, le=10_000, validation_alias="JOBHOOK_DRAIN_LINGER_MS")
-    drain_poll_ms: int = Field(2, ge=1, le=1000, validation_alias="JOBHOOK_DRAIN_POLL_MS")
+    drain_poll_ms: int = Field(1, ge=1, le=1000, validation_alias="JOBHOOK_DRAIN_POLL_MS")
     # On shutdown (a deploy, Ctrl-C), how long running attempts may take to finish before they
     # are released back to pending. Inside Modal's grace period for stopping a container.
     shutdown_grace_seconds: float = Field(

@@ -179,8 +179,12 @@ class LocalExecutor:
         if linger is None or not linger.watching:
             await self._wake.wait()
         else:
+            # An insert counts itself before its commit (and the commit's WAL flush) makes its
+            # job visible: when the claims after a count found less than it announced, look
+            # again sooner than the next poll.
+            wait = linger.poll_seconds / 4 if self._unseen else linger.poll_seconds
             try:
-                async with asyncio.timeout(linger.poll_seconds):
+                async with asyncio.timeout(wait):
                     await self._wake.wait()
             except TimeoutError:
                 if linger.over():
