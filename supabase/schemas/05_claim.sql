@@ -201,10 +201,15 @@ declare
   -- user is always first.
   start uuid := gen_random_uuid();
   job_type text;
+  -- Whether any of the types caps its running jobs per user; per type, in the walk.
+  any_capped boolean;
+  capped boolean;
+  -- False once the one-owner path below has picked: no turns to take.
+  walk boolean := true;
   visitor uuid;
   wrapped boolean;
   picked uuid[] := '{}';
-  served jsonb := '[]';  -- {job_type, user_id} of every visit that took a job
+  served jsonb := '[]';  -- {job_type, user_id, capped} of every visit that took a job
   visit jsonb;
   taken uuid[];
   share integer;
@@ -214,13 +219,13 @@ begin
     raise exception 'max_jobs must be at least 1, got %', coalesce(max_jobs::text, 'null')
       using errcode = '22023';
   end if;
+  any_capped := exists (select from jobhook.job_types t
+                         where t.name = any (claim_due.job_types)
+                           and t.max_running_per_user is not null);
 
   -- One type without a cap, and one owner waiting (one user, or only jobs without a user):
   -- the turns would serve that owner alone, oldest first. A few probes instead of the walk.
-  if cardinality(claim_due.job_types) = 1
-     and not exists (select from jobhook.job_types t
-                      where t.name = claim_due.job_types[1]
-                        and t.max_running_per_user is not null) then
+  if cardinality(claim_due.job_types) = 1 and not any_capped then
     job_type := claim_due.job_types[1];
     visitor := jobhook.next_waiting_user(job_type, null);
     if visitor is null
@@ -229,33 +234,20 @@ begin
                             where j.status = 'pending'
                               and j.job_type = claim_due.job_types[1]
                               and j.user_id is null)) then
-      -- claim's update, without what it does for caps (the type has none): the one claim a
-      -- watching runner makes for each insert it sees counted. The ids first, locked, in a
-      -- statement of their own: the update's snapshot then sees every row they name, and it
-      -- reads the table by primary key (06_attempts.sql, at the top).
       picked := array(select jobhook.oldest_due(job_type, visitor, max_jobs));
-      return query
-        update public.jobs j
-           set status = 'processing',
-               attempt = j.attempt + 1,
-               started_at = now(),
-               updated_at = now(),
-               lease_expires_at = now() + make_interval(secs => s.lease_seconds),
-               worker_id = claim_due.worker_id,
-               progress = 0,
-               progress_message = null,
-               dispatch_count = 0
-          from jobhook.settings s
-         where j.id = any (picked)
-        returning j.*;
-      return;
+      walk := false;
     end if;
   end if;
 
   -- Turn one: the oldest due job of each user, users from `start` on, wrapping once; then the
-  -- jobs no user owns, as one more user.
+  -- jobs no user owns, as one more user. Each visit is two probes of jobs_pending_by_user_idx
+  -- (the next user, the user's oldest due job), and one of the running index for a capped type.
   <<types>>
   foreach job_type in array job_types loop
+    exit when not walk;
+    capped := any_capped and exists (select from jobhook.job_types t
+                                      where t.name = job_type
+                                        and t.max_running_per_user is not null);
     wrapped := false;
     visitor := jobhook.next_waiting_user(job_type, start);
     loop
@@ -268,10 +260,13 @@ begin
       exit when wrapped and visitor >= start;
       exit types when cardinality(picked) >= max_jobs;
       taken := array(select jobhook.oldest_due(
-                 job_type, visitor, least(coalesce(jobhook.room_for_user(job_type, visitor), 1), 1)));
+                 job_type, visitor,
+                 case when capped then least(coalesce(jobhook.room_for_user(job_type, visitor), 1), 1)
+                      else 1 end));
       if cardinality(taken) > 0 then
         picked := picked || taken;
-        served := served || jsonb_build_object('job_type', job_type, 'user_id', visitor);
+        served := served || jsonb_build_object('job_type', job_type, 'user_id', visitor,
+                                               'capped', capped);
       end if;
       visitor := jobhook.next_waiting_user(job_type, visitor);
     end loop;
@@ -279,7 +274,8 @@ begin
       taken := array(select jobhook.oldest_due(job_type, null, 1));
       if cardinality(taken) > 0 then
         picked := picked || taken;
-        served := served || jsonb_build_object('job_type', job_type, 'user_id', null);
+        served := served || jsonb_build_object('job_type', job_type, 'user_id', null,
+                                               'capped', capped);
       end if;
     end if;
   end loop;
@@ -290,8 +286,10 @@ begin
     for visit in select v from jsonb_array_elements(served) v loop
       exit when cardinality(picked) >= max_jobs;
       want := least(share, max_jobs - cardinality(picked),
-                    coalesce(jobhook.room_for_user(visit ->> 'job_type',
-                                                   (visit ->> 'user_id')::uuid) - 1, share));
+                    case when (visit ->> 'capped')::boolean
+                         then coalesce(jobhook.room_for_user(visit ->> 'job_type',
+                                                             (visit ->> 'user_id')::uuid) - 1, share)
+                         else share end);
       -- The user's oldest is the one turn one took (still pending, locked by this call): ask
       -- for one more and leave it out.
       taken := array(
@@ -304,7 +302,27 @@ begin
     end loop;
   end if;
 
-  return query select * from jobhook.claim(picked, claim_due.worker_id);
+  if any_capped then
+    return query select * from jobhook.claim(picked, claim_due.worker_id);
+    return;
+  end if;
+  -- claim's update, without what it does for caps (no type here has one). The ids were found
+  -- and locked by statements of their own: the update's snapshot sees every row they name, and
+  -- it reads the table by primary key (06_attempts.sql, at the top).
+  return query
+    update public.jobs j
+       set status = 'processing',
+           attempt = j.attempt + 1,
+           started_at = now(),
+           updated_at = now(),
+           lease_expires_at = now() + make_interval(secs => s.lease_seconds),
+           worker_id = claim_due.worker_id,
+           progress = 0,
+           progress_message = null,
+           dispatch_count = 0
+      from jobhook.settings s
+     where j.id = any (picked)
+    returning j.*;
 end;
 $$;
 
