@@ -45,7 +45,7 @@ async def test_runner_lines_carry_their_own_job_and_delivery(
     # The row reads finished once the completion commits; the runner logs the attempt's end
     # just after, so the last job's line may still be on its way.
     async with asyncio.timeout(5):
-        while not set(jobs) <= {
+        while not set(jobs) <= {  # noqa: ASYNC110
             line.get("job_id") for line in json_logs() if line.get("event") == "attempt finished"
         }:
             await asyncio.sleep(0.01)
