@@ -1,7 +1,7 @@
 -- claim_due: a runner taking back, once it has room, the due jobs it turned away.
 begin;
 \ir helpers/setup.psql
-select plan(10);
+select plan(12);
 
 select tests.authenticate_as('alice@example.com');
 insert into public.jobs (job_type, idempotency_key) values
@@ -68,6 +68,41 @@ select results_eq(
   $$select idempotency_key from jobhook.claim_due(array['one_shot', 'retired_task'], 10, 'w')$$,
   $$values ('other type')$$,
   'only the types asked for'
+);
+-- Without caps claim_due writes its claims itself, in one update: the same row claim writes,
+-- column for column, by the one-owner shortcut and by the turns.
+prepare claimed_row (text) as
+  select status::text, attempt, worker_id, progress, progress_message, dispatch_count,
+         started_at, updated_at, lease_expires_at
+    from public.jobs where idempotency_key = $1;
+select tests.clear_authentication();
+select tests.authenticate_as('alice@example.com');
+insert into public.jobs (job_type, idempotency_key) values
+  ('sample_task', 'alice: by claim_due'), ('sample_task', 'alice: by claim');
+select tests.clear_authentication();
+select tests.authenticate_as_service_role();
+update public.jobs set run_at = now() - interval '1 minute'
+ where idempotency_key = 'alice: by claim_due';
+select jobhook.claim(array(select id from public.jobs where idempotency_key = 'alice: by claim'), 'w');
+select jobhook.claim_due(array['sample_task'], 1, 'w');
+select results_eq(
+  $$execute claimed_row('alice: by claim_due')$$, $$execute claimed_row('alice: by claim')$$,
+  'with one owner waiting, claim_due writes the row claim writes'
+);
+select tests.clear_authentication();
+select tests.authenticate_as('bob@example.com');
+insert into public.jobs (job_type, idempotency_key) values ('sample_task', 'bob: by claim_due');
+select tests.clear_authentication();
+select tests.authenticate_as('alice@example.com');
+insert into public.jobs (job_type, idempotency_key) values ('sample_task', 'alice: by claim, again');
+select tests.clear_authentication();
+select tests.authenticate_as_service_role();
+select jobhook.claim(
+  array(select id from public.jobs where idempotency_key = 'alice: by claim, again'), 'w');
+select jobhook.claim_due(array['sample_task'], 5, 'w');
+select results_eq(
+  $$execute claimed_row('bob: by claim_due')$$, $$execute claimed_row('alice: by claim, again')$$,
+  'and so it does when users take turns'
 );
 select throws_ok(
   $$select * from jobhook.claim_due(array['sample_task'], 0, 'worker-1')$$,
