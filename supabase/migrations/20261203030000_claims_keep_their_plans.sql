@@ -6,12 +6,17 @@
 
 -- How many more jobs of `job_type` may start for `user_id` now; null when the type has no cap.
 -- PL/pgSQL, as every probe here: a SQL function with a SET clause is planned again on every
--- call (06_attempts.sql, at the top), and claim_due calls these once per user it visits.
+-- call (06_attempts.sql, at the top), and claim_due calls these once per user it visits. With the
+-- claims' settings of its own: the sweep calls it too, and PL/pgSQL keeps the plan the first
+-- caller's settings made.
 create or replace function jobhook.room_for_user(job_type text, user_id uuid)
 returns integer
 language plpgsql
 stable
 set search_path = ''
+set enable_seqscan = off
+set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   cap integer;

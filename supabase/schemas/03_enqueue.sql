@@ -220,13 +220,12 @@ begin
 
   -- Both limits in one statement: every statement a trigger runs is set up and torn down again
   -- for each insert, and this one runs for every client insert.
-  select s.max_unfinished_per_user, u.unfinished, o.name, o.job_limit, o.unfinished
+  select (select s.max_unfinished_per_user from jobhook.settings s), u.unfinished,
+         o.name, o.job_limit, o.unfinished
     into global_limit, unfinished, over_name, over_limit, over_count
-    from jobhook.settings s
-   cross join lateral (
-         select count(*) as unfinished
-           from public.jobs j
-          where j.user_id = uid and j.status in ('pending', 'processing')) u
+    from (select count(*) as unfinished
+            from public.jobs j
+           where j.user_id = uid and j.status in ('pending', 'processing')) u
     left join lateral (
          select t.name, t.max_unfinished_per_user as job_limit, count(*) as unfinished
            from public.jobs j

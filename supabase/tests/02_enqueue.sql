@@ -1,7 +1,7 @@
 -- Enqueue checks and the signed doorbell: what an insert is refused for, and what it sends.
 begin;
 \ir helpers/setup.psql
-select plan(27);
+select plan(29);
 
 select tests.authenticate_as('alice@example.com');
 
@@ -65,6 +65,27 @@ select lives_ok(
 update jobhook.settings set max_unfinished_per_user = 1000;
 delete from public.jobs;
 delete from net.http_request_queue;
+
+-- A job type's own limit, checked after the global one, and without the settings row too.
+update jobhook.job_types set max_unfinished_per_user = 2 where name = 'sample_task';
+select tests.authenticate_as('alice@example.com');
+select throws_ok(
+  $$insert into public.jobs (job_type) select 'sample_task' from generate_series(1, 3)$$,
+  'PT429', 'too many unfinished "sample_task" jobs: 3 pending or processing, the limit is 2',
+  'a type''s own limit is refused by the type''s name, with the count and the limit'
+);
+select tests.clear_authentication();
+create temporary table saved_settings as select * from jobhook.settings;
+delete from jobhook.settings;
+select tests.authenticate_as('alice@example.com');
+select throws_ok(
+  $$insert into public.jobs (job_type) select 'sample_task' from generate_series(1, 3)$$,
+  'PT429', 'too many unfinished "sample_task" jobs: 3 pending or processing, the limit is 2',
+  'and it holds should the settings row be missing'
+);
+select tests.clear_authentication();
+insert into jobhook.settings select * from saved_settings;
+update jobhook.job_types set max_unfinished_per_user = null where name = 'sample_task';
 
 -- A client cannot forge state: whatever it could send, a new job starts pending and clean.
 select tests.authenticate_as('alice@example.com');
