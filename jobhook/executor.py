@@ -179,12 +179,8 @@ class LocalExecutor:
         if linger is None or not linger.watching:
             await self._wake.wait()
         else:
-            # An insert counts itself before its commit (and the commit's WAL flush) makes its
-            # job visible: when the claims after a count found less than it announced, claim
-            # again a quarter poll later rather than a whole one.
-            wait = linger.poll_seconds / 4 if self._unseen else linger.poll_seconds
             try:
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout(linger.poll_seconds):
                     await self._wake.wait()
             except TimeoutError:
                 if linger.over():
