@@ -275,7 +275,8 @@ def test_room_for_user_plans_under_the_claims_settings_whoever_calls_it_first(
     # The sweep calls it as well as the claims, and PL/pgSQL keeps the plan its first caller's
     # settings made: a sequential scan planned under the sweep's would serve the claims after.
     row = admin_db.execute(
-        "select proconfig from pg_proc where oid = 'jobhook.room_for_user(text, uuid)'::regprocedure"
+        "select proconfig from pg_proc"
+        " where oid = 'jobhook.room_for_user(text, uuid)'::regprocedure"
     ).fetchone()
     assert row is not None
     assert {"enable_seqscan=off", "plan_cache_mode=force_generic_plan"} <= set(row[0]), row
