@@ -24,7 +24,8 @@ class Linger:
         # When this runner stops watching: by this process's clock, and as the database has it.
         self._until: float | None = None
         self._watched_until: datetime | None = None
-        # The types last listed.
+        # Every type listed since the watch began: a rewrite may list fewer (one at its limit),
+        # and stopping must take back all of them.
         self._job_types: list[str] = []
 
     @property
@@ -45,7 +46,7 @@ class Linger:
         ):
             return
         self._watched_until = await self.store.keep_draining(job_types, self.linger_ms)
-        self._job_types = job_types
+        self._job_types = sorted(set(self._job_types) | set(job_types))
         # Counted from after the database's answer, so this runner watches at least as long as
         # the database counts on it.
         self._until = time.monotonic() + self.linger_ms / 1000
@@ -60,7 +61,9 @@ class Linger:
         if self._watched_until is not None:
             await self.store.stop_draining(self._job_types, self._watched_until)
         self._watched_until = self._until = None
+        self._job_types = []
 
     def forget(self) -> None:
         """Stop watching without telling the database (it is unreachable); the rows lapse."""
         self._watched_until = self._until = None
+        self._job_types = []

@@ -214,6 +214,21 @@ def test_a_later_watch_stays_and_only_ones_own_is_taken_back(
     assert not _watching(conn, "x")
 
 
+async def test_stopping_takes_back_every_type_the_watch_listed(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    # A rewrite past half a linger lists only the types the runner can start then (one of them
+    # reached its limit): stopping must still take back the other, not leave it to lapse.
+    async with Store.open(committed.url) as store:
+        linger = Linger(store, linger_ms=2000, poll_ms=2)
+        await linger.extend(["x", "y"])
+        await asyncio.sleep(1.1)
+        await linger.extend(["x"])
+        await linger.stop()
+    assert not _watching(conn, "x")
+    assert not _watching(conn, "y")
+
+
 @pytest.mark.parametrize("linger_ms", [0, -1, 10_001, None])
 def test_a_linger_out_of_range_is_refused(conn: psycopg.Connection[Any], linger_ms: Any) -> None:
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="linger_ms must be between"):
