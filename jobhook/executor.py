@@ -220,12 +220,12 @@ class LocalExecutor:
         """Watch for the types this executor can start now: none capped per user (their users'
         jobs wait for their own to end) and none at its limit. Inserts of the others ring, and
         so reach whichever app has room."""
-        room = self.max_concurrency - self.running
+        if self.running >= self.max_concurrency:
+            return
         types = [
             job_type.name
             for job_type in self.runner.registry
             if job_type.max_running_per_user is None
-            and room > 0
             and self._running[job_type.name] < self.max_per_type
         ]
         linger = self.linger
