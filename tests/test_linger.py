@@ -290,3 +290,51 @@ async def test_a_job_that_commits_after_the_runner_stopped_watching_is_drained_b
         # No ticker here: only the drain that ring causes can start the late job.
         row = await wait_for_job(committed.url, late, finished, within=10)
         assert row["status"] == "completed"
+
+
+async def test_a_watching_runner_looks_and_claims_in_one_round_trip(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    async with _watching_runner(committed.url, conn, linger_ms=3000) as executor:
+        store = executor.runner.store
+        asked: list[str] = []
+        original = store._all
+
+        async def recording(name: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+            asked.append(name)
+            return await original(name, *args, **kwargs)
+
+        store._all = recording  # type: ignore[method-assign]
+        ids = []
+        for _ in range(3):
+            ids.append(insert_on(conn, TYPE))
+            await asyncio.sleep(0.02)
+        for job_id in ids:
+            row = await wait_for_job(committed.url, job_id, finished, within=20)
+            assert row["status"] == "completed"
+        # With room to run, every look carried its claim: no bare look was sent.
+        assert "claim_due_if_counted" in asked
+        assert "shared_doorbells" not in asked
+
+
+async def test_a_look_claims_only_when_the_count_moved(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    registry = _registry()
+    registry.sync(conn)
+    async with Store.open(committed.url) as store:
+        # A due job that rang (nothing watches): it does not move the count.
+        job_id = _insert_rings(conn)
+        await store.look_for_shared_doorbells()  # the baseline: every count so far
+        counted, claimed = await store.look_and_claim([TYPE], 10, "test-worker")
+        assert (counted, claimed) == (0, [])
+        status = conn.execute("select status from public.jobs where id = %s", (job_id,)).fetchone()
+        assert status == ("pending",)
+
+        conn.execute("select nextval('jobhook.shared_doorbells')")
+        counted, claimed = await store.look_and_claim([TYPE], 10, "test-worker")
+        assert counted == 1
+        assert job_id in [job.id for job in claimed]
+        # What it claimed is released, not left to its lease.
+        for job in claimed:
+            await store.release(job, "test over")
