@@ -128,10 +128,9 @@ class LocalExecutor:
         # its jobs (and so release them), or they would sit in processing until their leases
         # expired, each losing an attempt.
         while not self._closing:
-            # Before the wake: a look may claim (see _look_and_claim).
-            started = self._started
             if not await self._woken():
                 continue
+            started = self._started
             while not self._closing:
                 batch = self._next_batch()
                 try:
@@ -198,7 +197,8 @@ class LocalExecutor:
                     # next count (or to dispatch_due).
                     self._unseen = 0
                     self._owe_all()
-                elif counted := await self._lingering(self._look_and_claim):
+                elif counted := await self._lingering(linger.look):
+                    self._owe_all()
                     self._unseen = counted
                 else:
                     return False
@@ -215,32 +215,6 @@ class LocalExecutor:
             self.linger.forget()
             log.warning("stopped watching for shared doorbells", error=str(exc))
             return None
-
-    async def _look_and_claim(self) -> int:
-        """The linger's look, and in the same round trip a claim for the types it watches,
-        made only if the count moved: a counted insert starts a round trip sooner, and a look
-        that finds nothing costs what it did. When anything counted, the other types are owed
-        (and the watched ones too if the claim was full), as after a bare look."""
-        assert self.linger is not None
-        types = [t for t in self.linger.job_types if self._running[t] < self.max_per_type]
-        room = min(
-            [self.max_concurrency - self.running, self.claim_batch]
-            + [self.max_per_type - self._running[t] for t in types]
-        )
-        if not types or room <= 0:
-            counted = await self.linger.look()
-            if counted:
-                self._owe_all()
-            return counted
-        counted, jobs = await self.runner.store.look_and_claim(types, room, self.runner.worker_id)
-        for job in jobs:
-            self._start(job)
-        if counted:
-            paid = set(types) if len(jobs) < room else set()
-            for job_type in self.runner.registry:
-                if job_type.name not in paid:
-                    self._owed.setdefault(job_type.name)
-        return counted
 
     async def _watch(self) -> None:
         """Watch for the types this executor can start now: none capped per user (their users'

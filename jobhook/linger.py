@@ -32,11 +32,6 @@ class Linger:
     def watching(self) -> bool:
         return self._until is not None
 
-    @property
-    def job_types(self) -> list[str]:
-        """The types listed since the watch began."""
-        return list(self._job_types)
-
     def over(self) -> bool:
         return self._until is not None and time.monotonic() >= self._until
 

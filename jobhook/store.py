@@ -230,31 +230,6 @@ class Store:
         self._looked_at = self._shared_doorbells
         return moved
 
-    async def look_and_claim(
-        self, job_types: list[str], max_jobs: int, worker_id: str
-    ) -> tuple[int, list[ClaimedJob]]:
-        """`look_for_shared_doorbells` and, only when the count moved, `claim_due` for these
-        types, in one round trip: how many insert statements counted themselves since the last
-        look, and what was claimed."""
-        rows = await self._all(
-            "claim_due_if_counted",
-            {
-                "job_types": job_types,
-                "max_jobs": max_jobs,
-                "worker_id": worker_id,
-                "seen": self._looked_at,
-            },
-        )
-        self._shared_doorbells = max(self._shared_doorbells, rows[0]["shared_doorbells"])
-        moved = self._shared_doorbells - self._looked_at
-        self._looked_at = self._shared_doorbells
-        claimed = []
-        for row in rows:
-            del row["shared_doorbells"]
-            if row["id"] is not None:
-                claimed.append(ClaimedJob.of(row))
-        return moved, claimed
-
     async def claim_due(
         self, job_types: list[str], max_jobs: int, worker_id: str
     ) -> list[ClaimedJob]:

@@ -17,20 +17,6 @@ select id, user_id, job_type, payload::text as payload, attempt, max_attempts, l
        started_at - greatest(created_at, run_at) as start_latency
   from jobhook.claim_due(%(job_types)s::text[], %(max_jobs)s, %(worker_id)s);
 
--- name: claim_due_if_counted
--- A look and a claim in one round trip: the claim runs only when the count of shared doorbells
--- has moved past the one the runner last saw (a one-time filter, kept inside by OFFSET 0). One
--- row with the count and no job when nothing moved or nothing was due.
-select c.id, c.user_id, c.job_type, c.payload::text as payload, c.attempt, c.max_attempts,
-       c.lease_expires_at, c.started_at - greatest(c.created_at, c.run_at) as start_latency,
-       s.shared_doorbells
-  from (select d.last_value as shared_doorbells from jobhook.shared_doorbells d) s
-  left join lateral (
-       select *
-         from jobhook.claim_due(%(job_types)s::text[], %(max_jobs)s, %(worker_id)s)
-        where s.shared_doorbells <> %(seen)s
-       offset 0) c on true;
-
 -- name: keep_draining
 select watching_until, shared_doorbells
   from jobhook.keep_draining(%(job_types)s::text[], %(linger_ms)s);
