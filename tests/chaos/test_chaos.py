@@ -207,6 +207,8 @@ async def test_postgres_restarted_mid_run_loses_nothing(chaos: Chaos) -> None:
         assert runs == 1, f"attempt {attempt} of {job} ran {runs} times"
 
 
+# Its own wait is 240 s: the suite's 120 s default would cut it short on a slow machine.
+@pytest.mark.timeout(300)
 async def test_a_burst_of_10000_with_random_failures_runs_every_attempt_exactly_once(
     chaos: Chaos, in_process_stack: Any
 ) -> None:
