@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -92,8 +91,6 @@ class LocalExecutor:
         self._started = 0
         # Inserts a look counted that the claims after it may not have found yet.
         self._unseen = 0
-        # When the last round of claims that started jobs ended (time.monotonic()).
-        self._last_round = -float("inf")
         self._closing = False
 
     @property
@@ -162,14 +159,13 @@ class LocalExecutor:
             started = self._started - started
             # Fewer started than inserts counted (each statement one or more jobs): look again.
             self._unseen = self._unseen if self._unseen > started else 0
-            if self.linger is not None and started and not self._closing:
-                # Watch only while jobs come faster than a linger apart: at a few a second each
-                # rings, and watching would cost queries for nothing.
-                now = time.monotonic()
-                recent = now - self._last_round < self.linger.linger_ms / 1000
-                self._last_round = now
-                if recent or self.linger.watching:
-                    await self._watch()
+            if (
+                self.linger is not None
+                and started
+                and not self._closing
+                and self.linger.worth_watching()
+            ):
+                await self._watch()
 
     async def _woken(self) -> bool:
         """Wait for a doorbell or a finished attempt; while lingering, look for inserts that

@@ -6,6 +6,9 @@ that has just finished the last job. A lingering runner lists its job types in j
 until a moment ahead; inserts of those types then count themselves in jobhook.shared_doorbells
 instead of ringing, and the runner, reading that counter every poll interval, claims as soon as
 it moves. At a few jobs a second the linger ends between two inserts and each rings as before.
+
+Both kinds of runner watch this way: the local executor (jobhook.executor) and a Modal runner
+input (jobhook.runner's drain), one watch per process or container.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ class Linger:
         # Every type listed since the watch began: a rewrite may list fewer (one at its limit),
         # and stopping must take back all of them.
         self._job_types: list[str] = []
+        # When the last round of claims that started jobs came (time.monotonic()).
+        self._last_round = -float("inf")
+        # Whether a drain holds this linger (see hold): one watch per container.
+        self._held = False
 
     @property
     def watching(self) -> bool:
@@ -34,6 +41,26 @@ class Linger:
 
     def over(self) -> bool:
         return self._until is not None and time.monotonic() >= self._until
+
+    def hold(self) -> bool:
+        """Take this linger for one drain of the process, if no other holds it: a second drain
+        watching the same types would only double the looks."""
+        if self._held:
+            return False
+        self._held = True
+        return True
+
+    def release(self) -> None:
+        self._held = False
+
+    def worth_watching(self) -> bool:
+        """Told after each round of claims that started jobs: whether to watch on. Only while
+        jobs come faster than a linger apart: at a few a second each rings, and watching would
+        cost queries for nothing."""
+        now = time.monotonic()
+        recent = now - self._last_round < self.linger_ms / 1000
+        self._last_round = now
+        return recent or self.watching
 
     async def extend(self, job_types: list[str]) -> None:
         """Watch for these types for another linger from now. Written at most once per half

@@ -29,6 +29,7 @@ from jobhook import metrics
 from jobhook.context import JobCancelled, JobContext
 from jobhook.heartbeat import Heartbeat
 from jobhook.jobs import FailureKind, JobError, JobStatus
+from jobhook.linger import Linger
 from jobhook.registry import InvalidParameters, JobType, Registry
 from jobhook.store import ClaimedJob, Store, is_transient
 from jobhook.writeback import Completions
@@ -106,36 +107,126 @@ class Runner:
         slots: int,
         announced: list[UUID],
         stop: asyncio.Event | None = None,
+        linger: Linger | None = None,
     ) -> list[Outcome]:
         """Run what a doorbell announced, and what else is due of `job_types`, never more than
         `slots` at once, until none is left: claim the announced ids that fit, then, when more
         were announced than fit or inserts have shared doorbells since (jobhook.shared_doorbells),
         claim due jobs with jobhook.claim_due (fairly across users) as slots free up, until a
         claim comes back short. `stop` ends the claiming; what runs, runs on. Cancelled, it
-        cancels what it runs (each attempt is released)."""
+        cancels what it runs (each attempt is released).
+
+        With `linger`, a drain whose claims come less than a linger apart watches for its types
+        (jobhook.linger) while it runs and for a linger after: their inserts count themselves
+        instead of ringing (so they spawn no drain), and it claims when the count moves. It
+        watches neither while its slots are full nor for types capped per user, and stops when
+        the linger runs out with nothing started, or at `stop`."""
         running: set[asyncio.Task[Outcome]] = set()
         outcomes: list[Outcome] = []
+        loop = asyncio.get_running_loop()
+        # Whether this drain watches (it holds the linger), and when it looks next.
+        watching = False
+        next_look = 0.0
+        # Inserts a look counted that the claims after it may not have found yet.
+        unseen = 0
 
-        def start(jobs: list[ClaimedJob]) -> None:
+        def start(jobs: list[ClaimedJob]) -> int:
             running.update(asyncio.ensure_future(self.execute(job)) for job in jobs)
+            return len(jobs)
+
+        async def lingering(step: Callable[[Linger], Awaitable[T]]) -> T | None:
+            # Should the database fail a step, stop watching: the listed types lapse within
+            # the linger, and their inserts ring again.
+            nonlocal watching
+            assert linger is not None
+            try:
+                return await step(linger)
+            except Exception as exc:
+                linger.forget()
+                watching = False
+                linger.release()
+                log.warning("stopped watching for shared doorbells", error=str(exc))
+                return None
+
+        # Watched for: the types it can start whenever a slot is free, so none capped per user
+        # (those users' jobs wait for their own to end), as the local executor's watch.
+        watched = [
+            name
+            for name in job_types
+            if (declared := self.registry.get(name)) is not None
+            and declared.max_running_per_user is None
+        ]
+
+        async def watch_on(started: int) -> None:
+            nonlocal watching, next_look
+            if linger is None or not started or not linger.worth_watching():
+                return
+            if len(running) >= slots or not watched:
+                return  # full: inserts ring, and reach a runner with room
+            if not watching:
+                if not linger.hold():
+                    return  # another drain of this process watches
+                watching = True
+                next_look = loop.time() + linger.poll_seconds
+            await lingering(lambda linger: linger.extend(watched))
+
+        async def stop_watching() -> None:
+            nonlocal watching
+            assert linger is not None
+            await lingering(lambda linger: linger.stop())
+            watching = False
+            linger.release()
 
         try:
-            start(await self.store.claim(announced[:slots], self.worker_id) if announced else [])
+            started = 0
+            if announced:
+                started = start(await self.store.claim(announced[:slots], self.worker_id))
+            await watch_on(started)
             draining = len(announced) > slots or self.store.doorbells_shared()
             while True:
+                stopping = stop is not None and stop.is_set()
                 room = slots - len(running)
-                if draining and room > 0 and not (stop and stop.is_set()):
+                if draining and room > 0 and not stopping:
                     jobs = await self.store.claim_due(job_types, room, self.worker_id)
-                    start(jobs)
-                    draining = len(jobs) == room
-                if not running:
+                    started = start(jobs)
+                    draining = started == room
+                    unseen = unseen if unseen > started else 0
+                    await watch_on(started)
+                if watching and linger is not None and (stopping or linger.over()):
+                    await stop_watching()
+                    # Once more, for an insert that counted itself and committed after the
+                    # last look.
+                    draining = not stopping
+                    continue
+                if not running and not watching:
                     return outcomes
-                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                outcomes.extend(task.result() for task in done)
+                timeout = max(0.0, next_look - loop.time()) if watching else None
+                if running:
+                    done, running = await asyncio.wait(
+                        running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    outcomes.extend(task.result() for task in done)
+                elif timeout:
+                    await asyncio.sleep(timeout)
+                if watching and linger is not None and loop.time() >= next_look:
+                    next_look = loop.time() + linger.poll_seconds
+                    if unseen:
+                        # An insert counts itself before it commits: what the claims after a
+                        # look did not find may be visible now. Looked for once more.
+                        unseen, draining = 0, True
+                    elif counted := await lingering(lambda linger: linger.look()):
+                        unseen, draining = counted, True
         except asyncio.CancelledError:
+            if watching and linger is not None:
+                linger.forget()  # its rows lapse within the linger
+                linger.release()
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+            raise
+        except Exception:
+            if watching:
+                await stop_watching()
             raise
 
     async def execute(self, job: ClaimedJob) -> Outcome:

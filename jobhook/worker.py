@@ -6,6 +6,7 @@ import asyncio
 from uuid import UUID
 
 from jobhook.config import Settings
+from jobhook.linger import Linger
 from jobhook.registry import Registry
 from jobhook.runner import Outcome, Runner
 from jobhook.runtime import new_runner
@@ -15,8 +16,20 @@ from jobhook.runtime import new_runner
 DRAIN_SLOTS = 25
 
 
+# How long one input claims. A job claimed at the end of it may still run its whole timeout,
+# and the function's own timeout is the tier's longest job timeout plus a minute (modal_app.py):
+# an input that went on claiming under a steady stream would be killed by Modal mid-attempt.
+# When the window closes the input stops claiming and watching; the next doorbell spawns
+# another.
+CLAIM_WINDOW_SECONDS = 30.0
+
+
 async def run_jobs(
-    job_ids: list[str], registry: Registry, settings: Settings, tier: str = "cpu"
+    job_ids: list[str],
+    registry: Registry,
+    settings: Settings,
+    tier: str = "cpu",
+    claim_window: float = CLAIM_WINDOW_SECONDS,
 ) -> list[Outcome]:
     """Run what one doorbell announced for `tier`, then drain that tier's due jobs.
 
@@ -24,12 +37,18 @@ async def run_jobs(
     elsewhere, finished, not due) are skipped, so a spawn that Modal retries or that a
     duplicated webhook caused runs nothing twice. Heartbeats start with each claim, and the web
     function never claims: a lease begins only in the runner that holds the job.
+
+    One input per container at a time lingers (jobhook.linger) once its claims come less than
+    a linger apart: while it watches, inserts of the tier's types ring no doorbell, so they
+    spawn no input.
     """
     runner = await _runner(settings, registry)
     job_types = [job_type.name for job_type in registry if job_type.tier == tier]
+    linger = _linger(settings, runner, tier)
     stop = asyncio.Event()
+    window = asyncio.get_running_loop().call_later(claim_window, stop.set)
     work = asyncio.ensure_future(
-        runner.drain(job_types, DRAIN_SLOTS, [UUID(job_id) for job_id in job_ids], stop)
+        runner.drain(job_types, DRAIN_SLOTS, [UUID(job_id) for job_id in job_ids], stop, linger)
     )
     try:
         return await asyncio.shield(work)
@@ -44,6 +63,21 @@ async def run_jobs(
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
         raise
+    finally:
+        window.cancel()
+
+
+# One linger per container and tier, which one input at a time holds while it watches.
+_lingers: dict[tuple[int, str], Linger] = {}
+
+
+def _linger(settings: Settings, runner: Runner, tier: str) -> Linger | None:
+    if settings.drain_linger_ms == 0:
+        return None
+    key = (id(runner), tier)
+    if key not in _lingers:
+        _lingers[key] = Linger(runner.store, settings.drain_linger_ms, settings.drain_poll_ms)
+    return _lingers[key]
 
 
 _runners: dict[tuple[str, int, int], Runner] = {}
