@@ -182,6 +182,18 @@ async def test_stopping_a_watching_drain_takes_its_watch_back_at_once(
     assert linger.hold()  # given back for the container's next input
 
 
+async def test_a_watching_input_that_modal_stops_takes_its_watch_back(
+    committed: Stack, conn: psycopg.Connection[Any]
+) -> None:
+    watching = await _watching_input(committed.url, conn)
+    watching.cancel()  # what SIGINT does to each running input of a container
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(watching, 10)
+    # Inserts ring again at once, for the containers that go on running.
+    assert not _watching(conn, TYPE)
+    _rings(conn)
+
+
 async def test_an_input_stops_claiming_when_its_window_closes(
     committed: Stack, conn: psycopg.Connection[Any]
 ) -> None:
