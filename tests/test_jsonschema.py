@@ -128,6 +128,26 @@ CASES: list[Case] = [
     ({"properties": {"a": {}}, "additionalProperties": False}, {"a": 1}),
     ({"properties": {"a": {}}, "additionalProperties": {"type": "integer"}}, {"a": "x", "b": "y"}),
     ({"additionalProperties": {"type": "integer"}}, {"b": 1, "c": 2}),
+    # the verdict's own path (keys walked in jsonb's order, not byte order): keys of several
+    # lengths, the failing one neither first nor last
+    (
+        {"properties": {"a": {"type": "integer"}, "bb": {"type": "string"}, "ccc": {"minimum": 3}}},
+        {"ccc": 1, "a": 1, "bb": "x", "zz": 0},
+    ),
+    (
+        {"properties": {"a": {"type": "integer"}, "bb": {"type": "string"}, "ccc": {"minimum": 3}}},
+        {"ccc": 5, "a": 1, "bb": "x"},
+    ),
+    ({"properties": {"a": {}}, "additionalProperties": {"type": "integer"}}, {"ab": 1, "b": "x"}),
+    ({"properties": {"a": {}}, "additionalProperties": {"type": "integer"}}, {"ab": 1, "b": 2}),
+    ({"required": ["é", 'a"b', "c"]}, {"é": 1, "c": 2}),
+    ({"required": ["é", 'a"b']}, {"é": 1, 'a"b': 2}),
+    ({"type": "object", "properties": {}, "additionalProperties": False}, {}),
+    ({"type": "object", "properties": {}, "additionalProperties": False}, {"x": 1}),
+    (
+        {"type": "object", "properties": {"o": {"type": "object", "required": ["k"]}}},
+        {"o": {"j": 1}},
+    ),
     ({"minProperties": 1}, {}),
     ({"maxProperties": 1}, {"a": 1, "b": 2}),
     ({"propertyNames": {"pattern": "^[a-z]+$"}}, {"ok": 1, "Not": 2}),

@@ -275,6 +275,10 @@ declare
   matched integer;
   number numeric;
   found_error text[];
+  keywords jsonb;
+  names jsonb;
+  i integer;
+  j integer;
 begin
   if depth > 64 then
     raise exception 'the schema nests or recurses more than 64 levels here' using errcode = '54001';
@@ -296,20 +300,26 @@ begin
   end if;
 
   -- The crate compiles an object's keywords in map order, which is byte order; a verdict alone
-  -- (`first`) needs no order, and annotations need no look.
-  for keyword, value in
-    select e.key, e.value
-      from jsonb_each(schema) as e
-     where e.key not in ('title', 'description', 'default', 'examples', '$comment', '$defs',
-                         'definitions', 'readOnly', 'writeOnly', 'deprecated', 'discriminator',
-                         '$schema')
-     order by case when first then null else e.key end collate "C"
-  loop
+  -- (`first`) needs no order. A verdict is what every insert asks for, so its path is made of
+  -- expressions PL/pgSQL evaluates without a query: the keys as a jsonpath array, walked by
+  -- index, in jsonb's own key order (the order jsonb_each gives too).
+  if first then
+    keywords := jsonb_path_query_array(schema, '$.keyvalue().key');
+  else
+    keywords := (select coalesce(jsonb_agg(e.key order by e.key collate "C"), '[]')
+                   from jsonb_object_keys(schema) as e (key));
+  end if;
+  for i in 0 .. jsonb_array_length(keywords) - 1 loop
     exit when first and cardinality(errors) > 0;
+    keyword := keywords ->> i;
+    value := schema -> keyword;
     case keyword
       when 'type' then
-        types := case jsonb_typeof(value) when 'array'
-                   then array(select jsonb_array_elements_text(value)) else array[value #>> '{}'] end;
+        if jsonb_typeof(value) = 'array' then
+          types := array(select jsonb_array_elements_text(value));
+        else
+          types := array[value #>> '{}'];
+        end if;
         if not (kind = any(types)
                 or (kind = 'number' and 'integer' = any(types)
                     and (instance #>> '{}')::numeric = trunc((instance #>> '{}')::numeric))) then
@@ -385,23 +395,42 @@ begin
           end loop;
         end if;
       when 'properties' then
-        if kind = 'object' then
+        if kind = 'object' and first then
+          -- The instance's keys that are properties: in jsonb's key order, as the properties'
+          -- own keys would come.
+          names := jsonb_path_query_array(instance, '$.keyvalue().key');
+          for j in 0 .. jsonb_array_length(names) - 1 loop
+            key := names ->> j;
+            continue when not value ? key;
+            errors := errors || @extschema@._jsonschema_errors(value -> key, root, instance -> key, true, depth + 1);
+            exit when cardinality(errors) > 0;
+          end loop;
+        elsif kind = 'object' then
           -- Only the properties the instance has; in byte order, as the crate reports them.
           for key, item in
             select p.key, p.value
               from jsonb_each(value) as p
              where instance ? p.key
-             order by case when first then null else p.key end collate "C"
+             order by p.key collate "C"
           loop
             errors := errors || @extschema@._jsonschema_errors(item, root, instance -> key, first, depth + 1);
-            exit when first and cardinality(errors) > 0;
           end loop;
         end if;
       when 'additionalProperties' then
         if kind = 'object' then
-          extra := array(select k from jsonb_object_keys(instance) as k
-                          where not coalesce(schema -> 'properties' ? k, false)
-                          order by k collate "C");
+          -- The keys no property names, in byte order; found without a query, and sorted with
+          -- one only when there are two or more.
+          extra := '{}';
+          names := jsonb_path_query_array(instance, '$.keyvalue().key');
+          for j in 0 .. jsonb_array_length(names) - 1 loop
+            key := names ->> j;
+            if not coalesce(schema -> 'properties' ? key, false) then
+              extra := extra || key;
+            end if;
+          end loop;
+          if cardinality(extra) > 1 then
+            extra := array(select k from unnest(extra) as k order by k collate "C");
+          end if;
           if value = 'false' then
             if cardinality(extra) > 0 then
               errors := errors || format('Additional properties are not allowed (%s %s unexpected)',
@@ -417,10 +446,12 @@ begin
         end if;
       when 'required' then
         if kind = 'object' then
-          errors := errors || array(
-            select format('%s is a required property', to_jsonb(r.name)::text)
-              from jsonb_array_elements_text(value) with ordinality as r (name, n)
-             where not instance ? r.name order by r.n);
+          for j in 0 .. jsonb_array_length(value) - 1 loop
+            if not instance ? (value ->> j) then
+              errors := errors || format('%s is a required property', to_jsonb(value ->> j)::text);
+              exit when first;
+            end if;
+          end loop;
         end if;
       when 'minProperties', 'maxProperties' then
         if kind = 'object' then
@@ -487,26 +518,44 @@ begin
 end;
 $$;
 
+-- The three entry points are PL/pgSQL rather than SQL functions: PostgreSQL 15 plans a SQL
+-- function's body again in every transaction that calls it, PL/pgSQL once per session, and
+-- every insert into public.jobs calls one. Each name in them is qualified, so they need no
+-- `set search_path` (whose save and restore would cost as much again).
 create function @extschema@.json_matches_schema(schema json, instance json)
 returns boolean
-language sql
+language plpgsql
 immutable strict parallel safe
-set search_path = ''
-return cardinality(@extschema@._jsonschema_errors(schema::jsonb, schema::jsonb, instance::jsonb, true, 0)) = 0;
+as $$
+begin
+  return pg_catalog.cardinality(@extschema@._jsonschema_errors(
+    schema::pg_catalog.jsonb, schema::pg_catalog.jsonb, instance::pg_catalog.jsonb, true, 0))
+    operator(pg_catalog.=) 0;
+end;
+$$;
 
 create function @extschema@.jsonb_matches_schema(schema json, instance jsonb)
 returns boolean
-language sql
+language plpgsql
 immutable strict parallel safe
-set search_path = ''
-return cardinality(@extschema@._jsonschema_errors(schema::jsonb, schema::jsonb, instance, true, 0)) = 0;
+as $$
+begin
+  return pg_catalog.cardinality(@extschema@._jsonschema_errors(
+    schema::pg_catalog.jsonb, schema::pg_catalog.jsonb, instance, true, 0))
+    operator(pg_catalog.=) 0;
+end;
+$$;
 
 create function @extschema@.jsonschema_validation_errors(schema json, instance json)
 returns text[]
-language sql
+language plpgsql
 immutable strict parallel safe
-set search_path = ''
-return @extschema@._jsonschema_errors(schema::jsonb, schema::jsonb, instance::jsonb, false, 0);
+as $$
+begin
+  return @extschema@._jsonschema_errors(
+    schema::pg_catalog.jsonb, schema::pg_catalog.jsonb, instance::pg_catalog.jsonb, false, 0);
+end;
+$$;
 
 -- Upstream checks the schema against its meta-schema (lib.rs:16). The stand-in checks the
 -- shapes of the keywords it supports, compiles every pattern, resolves every reference, and
