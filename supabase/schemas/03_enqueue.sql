@@ -205,18 +205,27 @@ declare
   over_count bigint;
 begin
   -- Roles that bypass RLS (service_role, postgres) are trusted backends; the quota guards the
-  -- API.
-  if exists (
+  -- API, whose roles (anon, authenticated) need no look in the catalogue.
+  if uid is null then
+    return null;
+  end if;
+  if inserting_role not in ('anon', 'authenticated') and exists (
     select from pg_catalog.pg_roles
      where rolname = inserting_role and (rolsuper or rolbypassrls)
-  ) or uid is null then
+  ) then
     return null;
   end if;
 
   -- Concurrent inserts by one user cannot see each other's uncommitted rows: they queue here,
-  -- per user, until the first commits; the count below then sees its jobs.
-  insert into jobhook.quota_locks as q (user_id) values (uid)
-  on conflict (user_id) do update set touched_at = now();
+  -- per user, until the first commits; the count below then sees its jobs. A plain update
+  -- once the user has a row, because an upsert that finds its row locks it first, which is
+  -- one more WAL record per insert. Under REPEATABLE READ either fails with 40001 when another
+  -- transaction updated the row since the snapshot.
+  update jobhook.quota_locks q set touched_at = now() where q.user_id = uid;
+  if not found then
+    insert into jobhook.quota_locks as q (user_id) values (uid)
+    on conflict (user_id) do update set touched_at = now();
+  end if;
 
   -- Both limits in one statement: every statement a trigger runs is set up and torn down again
   -- for each insert, and this one runs for every client insert.
