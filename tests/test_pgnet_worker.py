@@ -292,10 +292,12 @@ async def test_unpaced_does_not_wait_for_a_batch_to_be_recorded(
     async with delivering(net_db, batch_size=2, record_interval=5.0):
         await sql(net_db, "select net.http_get(%s) from generate_series(1, 5)", f"{server.url}/ok")
         seen = await asyncio.to_thread(server.wait_for, 5)
-    # The first response is written at once, the rest wait out record_interval: every request
-    # went out before the first batch of two was recorded.
+    # The first write goes out at once, with what of the first batch has been answered by then
+    # (one response or, on a busy machine, both); the next write waits out record_interval.
+    # Every request went out before a third response was recorded: a worker that waited for
+    # each batch to be recorded would send the fifth only after four.
     assert len(seen) == 5
-    assert max(s.recorded_before or 0 for s in seen) < 2
+    assert max(s.recorded_before or 0 for s in seen) <= 2
 
 
 async def test_latency_is_spent_inside_the_request_timeout(net_db: str, server: Server) -> None:
