@@ -40,6 +40,7 @@ def version() -> str:
 
 @dataclass(frozen=True)
 class Worker:
+    # (job id, when its task started in time.monotonic() seconds)
     started: Queue[tuple[str, float]]
     pid: int
 
@@ -65,15 +66,18 @@ def worker(url: str, report_starts: bool) -> Iterator[Worker]:
                 ready.set()
                 continue
             job_id, at = line.split()
-            started.put((job_id, float(at)))
+            started.put((job_id, int(at) / 1e9))
 
     reader = threading.Thread(target=read, args=(process.stdout,), daemon=True)
     reader.start()
     try:
-        if not ready.wait(120):
-            process.kill()
-            _, errors = process.communicate(timeout=10)
-            raise RuntimeError(f"graphile-worker did not start: {errors[-2000:]}")
+        deadline = time.monotonic() + 120
+        # Its schema's install fails at once when the role may not create one: say so then.
+        while not ready.wait(0.2):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                _, errors = process.communicate(timeout=10)
+                raise RuntimeError(f"graphile-worker did not start: {errors[-2000:]}")
         yield Worker(started, process.pid)
     finally:
         process.terminate()
@@ -81,11 +85,18 @@ def worker(url: str, report_starts: bool) -> Iterator[Worker]:
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait(10)
+        reader.join(10)
+        process.stdout.close()
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 def add_one(conn: psycopg.Connection[Any]) -> tuple[str, float]:
+    """Add a job; its id and when the commit returned, in time.monotonic() seconds (the clock
+    the worker reports starts in)."""
     row = conn.execute("select (graphile_worker.add_job(%s, '{}'::json)).id", (TASK,)).fetchone()
-    at = time.time()
+    at = time.monotonic_ns() / 1e9
     assert row is not None
     return str(row[0]), at
 

@@ -11,7 +11,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
+
+from bench import graphile
+from jobhook.devstack.cluster import Cluster
 
 pytestmark = [pytest.mark.commits, pytest.mark.e2e]
 
@@ -91,3 +95,26 @@ def test_a_bench_stopped_with_sigterm_removes_its_cluster() -> None:
     assert process.returncode == 130, stderr.decode()[-2000:]
     assert "interrupted" in stderr.decode()
     assert not [path for path in made if path.exists()]
+
+
+@pytest.mark.skipif(not graphile.available(), reason="node or graphile-worker is not installed")
+def test_graphile_starts_are_read_on_the_producers_clock(cluster: Cluster) -> None:
+    """Each reported start lies between the moment the producer began the add and the moment
+    it read the report, on the clock the producer stamps its commits with: a start stamped on
+    another clock, or floored to the millisecond as Date.now() is, lands outside for the
+    sub-millisecond waits measured, and the peer's latency figures come out negative."""
+    database = "graphile_clock_check"
+    # Made by postgres, as the bench makes the peer's database.
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        conn.execute(f"drop database if exists {database}")
+        conn.execute(f"create database {database}")
+    url = cluster.database_url(database)
+    with psycopg.connect(url, autocommit=True) as conn, graphile.worker(url, True) as running:
+        for _ in range(20):
+            began_at = time.monotonic()
+            job_id, committed_at = graphile.add_one(conn)
+            started_id, started_at = running.started.get(timeout=30)
+            read_at = time.monotonic()
+            assert started_id == job_id
+            assert began_at < committed_at < read_at
+            assert began_at < started_at < read_at
