@@ -39,6 +39,37 @@ begin
 end;
 $$;
 
+-- A value as serde_json's own equality sees it: numbers written with a fraction (or too big
+-- for a u64 or an i64) are f64s, which never equal an integer.
+create function @extschema@._jsonschema_hashed(value jsonb)
+returns text
+language plpgsql
+immutable strict parallel safe
+set search_path = ''
+as $$
+begin
+  case jsonb_typeof(value)
+    when 'object' then
+      return '{' || coalesce(
+        (select string_agg(to_jsonb(e.key)::text || ':' || @extschema@._jsonschema_hashed(e.value),
+                           ',' order by e.key collate "C")
+           from jsonb_each(value) as e), '') || '}';
+    when 'array' then
+      return '[' || coalesce(
+        (select string_agg(@extschema@._jsonschema_hashed(a.value), ',' order by a.n)
+           from jsonb_array_elements(value) with ordinality as a (value, n)), '') || ']';
+    when 'number' then
+      if value::text ~ '[.eE]' or value::numeric not between -9223372036854775808
+                                                         and 18446744073709551615 then
+        return 'f' || (value::numeric)::float8::text;
+      end if;
+      return 'i' || value::text;
+    else
+      return value::text;
+  end case;
+end;
+$$;
+
 -- An ECMA-262 pattern as a PostgreSQL regular expression, converted the way the crate converts
 -- it for its regex engine (keywords/pattern.rs:106, `convert_regex`): \d, \w and \s are the
 -- ASCII sets, \cX is a control character. Then what PostgreSQL's dialect would read otherwise:
@@ -225,6 +256,45 @@ begin
 end;
 $$;
 
+-- multipleOf as the crate decides it (keywords/multiple_of.rs), in f64 rather than exactly: so
+-- 0.3 is not a multiple of 0.1 there (0.3 / 0.1 is 2.9999999999999996), and a negative number
+-- passes every fractional divisor (Rust's `%` keeps the dividend's sign, and the remainder is
+-- only compared with f64::EPSILON from above).
+create function @extschema@._jsonschema_multiple_ok(item numeric, factor numeric)
+returns boolean
+language plpgsql
+immutable strict parallel safe
+set search_path = ''
+as $$
+declare
+  x float8 := item::float8;
+  m float8 := factor::float8;
+  q float8;
+begin
+  if x = 0 then
+    return true;
+  end if;
+  if m = trunc(m) then
+    -- MultipleOfIntegerValidator: `item.fract() == 0. && item % multiple_of == 0.`; both are
+    -- whole numbers by then, which int8 holds exactly if they fit.
+    if x <> trunc(x) then
+      return false;
+    end if;
+    if abs(x) < 9e18 and m < 9e18 then
+      return x::int8 % m::int8 = 0;
+    end if;
+    return item % factor = 0;
+  end if;
+  -- MultipleOfFloatValidator. Where the quotient would overflow (or underflow, which
+  -- PostgreSQL raises on), the crate's remainder is NaN and it decides exactly instead.
+  if (m < 1 and abs(x) > 1.7e308 * m) or abs(x) < 1e-300 then
+    return item % factor = 0;
+  end if;
+  q := x / m;
+  return q - trunc(q) < 2.220446049250313e-16;
+end;
+$$;
+
 -- "#", "#/$defs/Name" and the like, against the root document (JSON Pointer, RFC 6901).
 create function @extschema@._jsonschema_resolve(root jsonb, reference text)
 returns jsonb
@@ -325,8 +395,10 @@ begin
                     and (instance #>> '{}')::numeric = trunc((instance #>> '{}')::numeric))) then
           errors := errors || case when cardinality(types) = 1
             then format('%s is not of type "%s"', @extschema@._jsonschema_show(instance), types[1])
+            -- The crate names the types from a bit set, which is their alphabetical order.
             else format('%s is not of types %s', @extschema@._jsonschema_show(instance),
-                        (select string_agg(format('"%s"', t), ', ') from unnest(types) as t)) end;
+                        (select string_agg(format('"%s"', t), ', ' order by t collate "C")
+                           from unnest(types) as t)) end;
         end if;
       when 'enum' then
         if not exists (select from jsonb_array_elements(value) as o where o.value = instance) then
@@ -366,8 +438,10 @@ begin
             errors := errors || format('%s is less than or equal to the minimum of %s', shown, value);
           elsif keyword = 'exclusiveMaximum' and number >= value::numeric then
             errors := errors || format('%s is greater than or equal to the maximum of %s', shown, value);
-          elsif keyword = 'multipleOf' and number % value::numeric <> 0 then
-            errors := errors || format('%s is not a multiple of %s', shown, value);
+          elsif keyword = 'multipleOf'
+                and not @extschema@._jsonschema_multiple_ok(number, value::numeric) then
+            -- The crate keeps the divisor as an f64 and shows it as Rust does (2.0 as "2").
+            errors := errors || format('%s is not a multiple of %s', shown, trim_scale(value::numeric));
           end if;
         end if;
       when 'minItems', 'maxItems' then
@@ -378,8 +452,14 @@ begin
                                      value, case when value::numeric = 1 then '' else 's' end);
         end if;
       when 'uniqueItems' then
+        -- Up to 15 items the crate compares them pairwise, numbers by value (1 equals 1.0),
+        -- as jsonb does; past that it hashes them, and then 1 and 1.0 differ
+        -- (keywords/unique_items.rs, ITEMS_SIZE_THRESHOLD).
         if kind = 'array' and value = 'true'
-           and (select count(distinct a.value) from jsonb_array_elements(instance) as a)
+           and (case when jsonb_array_length(instance) <= 15
+                  then (select count(distinct a.value) from jsonb_array_elements(instance) as a)
+                  else (select count(distinct @extschema@._jsonschema_hashed(a.value))
+                          from jsonb_array_elements(instance) as a) end)
                < jsonb_array_length(instance) then
           errors := errors || format('%s has non-unique elements', @extschema@._jsonschema_show(instance));
         end if;
@@ -431,7 +511,14 @@ begin
           if cardinality(extra) > 1 then
             extra := array(select k from unnest(extra) as k order by k collate "C");
           end if;
-          if value = 'false' then
+          if value = 'false' and not schema ? 'properties' then
+            -- Without "properties" the crate treats it as a false schema for the first key's
+            -- value (keywords/additional_properties.rs, AdditionalPropertiesFalseValidator).
+            if cardinality(extra) > 0 then
+              errors := errors || ('False schema does not allow '
+                                   || @extschema@._jsonschema_show(instance -> extra[1]));
+            end if;
+          elsif value = 'false' then
             if cardinality(extra) > 0 then
               errors := errors || format('Additional properties are not allowed (%s %s unexpected)',
                 (select string_agg(format('''%s''', k), ', ') from unnest(extra) as k),
@@ -464,7 +551,13 @@ begin
           end if;
         end if;
       when 'propertyNames' then
-        if kind = 'object' then
+        if kind = 'object' and value = 'false' then
+          -- One error for the object, not one per name (keywords/property_names.rs,
+          -- PropertyNamesBooleanValidator).
+          if instance <> '{}' then
+            errors := errors || ('False schema does not allow ' || @extschema@._jsonschema_show(instance));
+          end if;
+        elsif kind = 'object' then
           for key in select k from jsonb_object_keys(instance) as k order by k collate "C" loop
             errors := errors || @extschema@._jsonschema_errors(value, root, to_jsonb(key), first, depth + 1);
             exit when first and cardinality(errors) > 0;
@@ -611,26 +704,37 @@ begin
       when keyword = 'type' then
         if not (jsonb_typeof(value) = 'string' and value #>> '{}' in
                   ('null', 'boolean', 'object', 'array', 'number', 'integer', 'string')
-                or jsonb_typeof(value) = 'array' and not exists (
-                  select from jsonb_array_elements(value) as t
-                   where t.value #>> '{}' not in
-                         ('null', 'boolean', 'object', 'array', 'number', 'integer', 'string'))) then
+                or jsonb_typeof(value) = 'array' and jsonb_array_length(value) > 0
+                   and not exists (
+                     select from jsonb_array_elements(value) as t
+                      where jsonb_typeof(t.value) <> 'string' or t.value #>> '{}' not in
+                            ('null', 'boolean', 'object', 'array', 'number', 'integer', 'string'))
+                   and (select count(distinct t.value) from jsonb_array_elements(value) as t)
+                       = jsonb_array_length(value)) then
           raise notice 'Invalid JSON schema: "type" is %', @extschema@._jsonschema_show(value);
           return false;
         end if;
       when keyword = 'required' then
         if jsonb_typeof(value) <> 'array' or exists (
-             select from jsonb_array_elements(value) as r where jsonb_typeof(r.value) <> 'string') then
+             select from jsonb_array_elements(value) as r where jsonb_typeof(r.value) <> 'string')
+           or (select count(distinct r.value) from jsonb_array_elements(value) as r)
+              < jsonb_array_length(value) then
           raise notice 'Invalid JSON schema: "required" is %', @extschema@._jsonschema_show(value);
           return false;
         end if;
       when keyword = 'enum' and jsonb_typeof(value) <> 'array' then
         raise notice 'Invalid JSON schema: "enum" is %', @extschema@._jsonschema_show(value);
         return false;
-      when keyword in ('minLength', 'maxLength', 'minItems', 'maxItems', 'minProperties',
-                       'maxProperties', 'minimum', 'maximum', 'exclusiveMinimum',
-                       'exclusiveMaximum', 'multipleOf')
-           and jsonb_typeof(value) <> 'number' then
+      when keyword in ('minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum')
+           and jsonb_typeof(value) <> 'number'
+        -- The meta-schema's nonNegativeInteger, as the crate then reads it (`as_u64`, which
+        -- 2.0 fails as much as -1 does).
+        or keyword in ('minLength', 'maxLength', 'minItems', 'maxItems', 'minProperties',
+                       'maxProperties')
+           and not (jsonb_typeof(value) = 'number' and value::text ~ '^[0-9]+$')
+        or keyword = 'multipleOf' and not (jsonb_typeof(value) = 'number' and value::numeric > 0)
+        or keyword = 'uniqueItems' and jsonb_typeof(value) <> 'boolean'
+        or keyword in ('pattern', 'format', '$ref') and jsonb_typeof(value) <> 'string' then
         raise notice 'Invalid JSON schema: "%" is %', keyword, @extschema@._jsonschema_show(value);
         return false;
       when keyword = 'pattern' then
