@@ -15,8 +15,10 @@
 \echo Use "CREATE EXTENSION pg_jsonschema" to load this file. \quit
 
 -- serde_json's Display of a value, which every message quotes: compact, keys in byte order
--- (serde_json's default map is a BTreeMap).
-create function @extschema@._jsonschema_show(value jsonb)
+-- (serde_json's default map is a BTreeMap). With `typed`, numbers are shown as serde_json's
+-- own equality (and the crate's hash) sees them: one written with a fraction, or too big for a
+-- u64 or an i64, is an f64, which never equals an integer.
+create function @extschema@._jsonschema_show(value jsonb, typed boolean default false)
 returns text
 language plpgsql
 immutable strict parallel safe
@@ -26,39 +28,17 @@ begin
   case jsonb_typeof(value)
     when 'object' then
       return '{' || coalesce(
-        (select string_agg(to_jsonb(e.key)::text || ':' || @extschema@._jsonschema_show(e.value),
+        (select string_agg(to_jsonb(e.key)::text || ':' || @extschema@._jsonschema_show(e.value, typed),
                            ',' order by e.key collate "C")
            from jsonb_each(value) as e), '') || '}';
     when 'array' then
       return '[' || coalesce(
-        (select string_agg(@extschema@._jsonschema_show(a.value), ',' order by a.n)
-           from jsonb_array_elements(value) with ordinality as a (value, n)), '') || ']';
-    else
-      return value::text;
-  end case;
-end;
-$$;
-
--- A value as serde_json's own equality sees it: numbers written with a fraction (or too big
--- for a u64 or an i64) are f64s, which never equal an integer.
-create function @extschema@._jsonschema_hashed(value jsonb)
-returns text
-language plpgsql
-immutable strict parallel safe
-set search_path = ''
-as $$
-begin
-  case jsonb_typeof(value)
-    when 'object' then
-      return '{' || coalesce(
-        (select string_agg(to_jsonb(e.key)::text || ':' || @extschema@._jsonschema_hashed(e.value),
-                           ',' order by e.key collate "C")
-           from jsonb_each(value) as e), '') || '}';
-    when 'array' then
-      return '[' || coalesce(
-        (select string_agg(@extschema@._jsonschema_hashed(a.value), ',' order by a.n)
+        (select string_agg(@extschema@._jsonschema_show(a.value, typed), ',' order by a.n)
            from jsonb_array_elements(value) with ordinality as a (value, n)), '') || ']';
     when 'number' then
+      if not typed then
+        return value::text;
+      end if;
       if value::text ~ '[.eE]' or value::numeric not between -9223372036854775808
                                                          and 18446744073709551615 then
         return 'f' || (value::numeric)::float8::text;
@@ -458,7 +438,7 @@ begin
         if kind = 'array' and value = 'true'
            and (case when jsonb_array_length(instance) <= 15
                   then (select count(distinct a.value) from jsonb_array_elements(instance) as a)
-                  else (select count(distinct @extschema@._jsonschema_hashed(a.value))
+                  else (select count(distinct @extschema@._jsonschema_show(a.value, true))
                           from jsonb_array_elements(instance) as a) end)
                < jsonb_array_length(instance) then
           errors := errors || format('%s has non-unique elements', @extschema@._jsonschema_show(instance));
